@@ -1,0 +1,1 @@
+"""Live scoreboard service: durable, idempotent score increments and a live top 10."""

@@ -1,0 +1,64 @@
+"""Command line: serve (default) | migrate | token. Argument parsing only."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from dataclasses import replace
+
+from aiohttp import web
+
+from app.auth import mint_token
+from app.config import ConfigError, Settings
+from app.store.migrations import migrate
+from app.web import create_app
+
+log = logging.getLogger("app")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "migrate":
+        applied = migrate(settings.database_url)
+        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+    elif args.command == "token":
+        if not settings.jwt_secret:
+            print("configuration error: JWT_SECRET: set it to mint a token", file=sys.stderr)
+            return 2
+        print(mint_token(settings, args.sub, args.scope, args.ttl))
+    else:
+        web.run_app(create_app(_with_secret(settings)), host=settings.host, port=settings.port)
+    return 0
+
+
+def _with_secret(settings: Settings) -> Settings:
+    """Without any key configured, a dev-only secret for this process, said loudly."""
+    if settings.jwt_secret or settings.jwt_public_key:
+        return settings
+    secret = secrets.token_urlsafe(32)
+    log.warning("JWT_SECRET is not set: using a dev-only secret for this run: JWT_SECRET=%s", secret)
+    return replace(settings, jwt_secret=secret)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Live scoreboard service")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the HTTP server (default)")
+    commands.add_parser("migrate", help="apply the SQL migrations in sql/")
+    token = commands.add_parser("token", help="print an HS256 token signed with JWT_SECRET")
+    token.add_argument("--sub", required=True, help="the caller's identity")
+    token.add_argument("--scope", default="scores:write", help='space-separated, e.g. "scores:write users:write"')
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

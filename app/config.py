@@ -1,0 +1,151 @@
+"""Settings read once from the environment: the only reader of os.environ."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import parse_qs, urlsplit
+
+import limits
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+DEFAULT_DATABASE_URL = "sqlite:///./scoreboard.db"
+ACTION_ITEM = re.compile(r"^([A-Za-z0-9_.:-]{1,32})=(-?\d{1,10})$")
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ConfigError(Exception):
+    """A bad environment value; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    redis_prefix: str = "scoreboard:"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_audience: str = "scoreboard"
+    jwt_issuer: str | None = None
+    actions: Mapping[str, int] = field(default_factory=lambda: {"complete": 10})
+    rate_limit_user: str = "60/minute"
+    rate_limit_caller: str = "6000/minute"
+    auto_migrate: bool = True
+    push_interval: float = 0.25
+    ping_interval: float = 15.0
+    db_timeout: float = 10.0
+
+    @property
+    def default_action(self) -> str:
+        return next(iter(self.actions))
+
+    @property
+    def jwt_algorithm(self) -> str:
+        if self.jwt_public_key is None:
+            return "HS256"
+        return _public_key_algorithm(self.jwt_public_key)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from `environ`; raise ConfigError naming the first bad variable."""
+        get = environ.get
+        settings = cls(
+            host=get("HOST", cls.host),
+            port=_integer(environ, "PORT", cls.port, 0, 65535),
+            database_url=_database_url(get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+            redis_url=_redis_url(get("REDIS_URL") or None),
+            redis_prefix=get("REDIS_PREFIX", cls.redis_prefix),
+            jwt_secret=get("JWT_SECRET") or None,
+            jwt_public_key=get("JWT_PUBLIC_KEY") or None,
+            jwt_audience=get("JWT_AUDIENCE") or cls.jwt_audience,
+            jwt_issuer=get("JWT_ISSUER") or None,
+            actions=_actions(get("SCORE_ACTIONS", "complete=10")),
+            rate_limit_user=_rate(environ, "RATE_LIMIT_USER", cls.rate_limit_user),
+            rate_limit_caller=_rate(environ, "RATE_LIMIT_CALLER", cls.rate_limit_caller),
+            auto_migrate=get("AUTO_MIGRATE", "1") != "0",
+            push_interval=_seconds(environ, "PUSH_INTERVAL", cls.push_interval),
+            ping_interval=_seconds(environ, "PING_INTERVAL", cls.ping_interval),
+            db_timeout=_seconds(environ, "DB_TIMEOUT", cls.db_timeout),
+        )
+        if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < 32:
+            raise ConfigError("JWT_SECRET: use at least 32 bytes (HS256 needs a key as long as its hash)")
+        if settings.jwt_public_key is not None:
+            try:
+                settings.jwt_algorithm
+            except ValueError as exc:
+                raise ConfigError(f"JWT_PUBLIC_KEY: {exc}") from None
+        return settings
+
+
+def _public_key_algorithm(pem: str) -> str:
+    """The one algorithm a public key verifies: pinned, so a token cannot pick another."""
+    key = load_pem_public_key(pem.encode())
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    raise ValueError("key type must be RSA, EC P-256 or Ed25519")
+
+
+def _database_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres", "sqlite"):
+        raise ConfigError(f"DATABASE_URL: unknown scheme {parts.scheme!r} (use postgresql:// or sqlite:///)")
+    if parts.scheme == "sqlite" and not parts.path.lstrip("/"):
+        raise ConfigError("DATABASE_URL: sqlite:/// needs a file path")
+    schema = parse_qs(parts.query).get("schema", ["public"])[0]
+    if not SCHEMA_NAME.match(schema):
+        raise ConfigError(f"DATABASE_URL: schema {schema!r} is not a plain lower-case identifier")
+    return url
+
+
+def _redis_url(url: str | None) -> str | None:
+    if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL: unknown scheme {urlsplit(url).scheme!r} (use redis://)")
+    return url
+
+
+def _actions(text: str) -> dict[str, int]:
+    actions: dict[str, int] = {}
+    for item in text.split(","):
+        match = ACTION_ITEM.match(item.strip())
+        if match is None or match[1] in actions:
+            raise ConfigError(f"SCORE_ACTIONS: {item.strip()!r} is not a new name=points (e.g. complete=10)")
+        actions[match[1]] = int(match[2])
+    return actions
+
+
+def _rate(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, default)
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a rate such as 60/minute") from None
+    return value
+
+
+def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = environ.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ConfigError(f"{name}: {value!r} is not an integer in {low}..{high}")
+    return int(value)
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = environ.get(name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise ConfigError(f"{name}: {value!r} is not a number of seconds in (0, 3600]")
+    return seconds

@@ -1,0 +1,57 @@
+"""Plain domain values shared by the service, the store and the live read model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One user's place on the board.
+
+    `seq` is the id of the score event that set `score` (or of the user's creation):
+    on equal scores the smaller `seq` reached the score first and ranks higher.
+    """
+
+    user_id: str
+    display_name: str | None
+    score: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A user's entry with its 1-based rank and, optionally, the entries around it."""
+
+    entry: Entry
+    rank: int
+    around: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Increment:
+    """A validated increment request whose points were decided by the server."""
+
+    user_id: str
+    action_id: str
+    action: str
+    delta: int
+    caller: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementResult:
+    """What an increment did; `applied` is False for a replay of a recorded actionId."""
+
+    user_id: str
+    action_id: str
+    action: str
+    delta: int
+    new_score: int
+    applied: bool
+    seq: int
+    display_name: str | None = None
+
+    @property
+    def entry(self) -> Entry:
+        """The user's board entry right after this increment."""
+        return Entry(self.user_id, self.display_name, self.new_score, self.seq)

@@ -1,0 +1,107 @@
+"""REST handlers: authenticate, validate, call the Scoreboard, shape the response."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from app import schemas
+from app.auth import Caller
+from app.domain import IncrementResult, Standing
+from app.errors import UnsupportedMediaType, ValidationFailed
+from app.keys import SCOREBOARD, SETTINGS, VERIFIER
+from app.snapshot import Snapshot, entry_body
+
+
+def _caller(request: web.Request, scope: str) -> Caller:
+    caller = request.app[VERIFIER].caller(request.headers.get("Authorization"))
+    caller.require(scope)
+    return caller
+
+
+def _load(schema: Schema, data: Any) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = schema.load(data)
+    except ValidationError as exc:
+        raise ValidationFailed("the request is invalid", {"fields": exc.normalized_messages()}) from None
+    return loaded
+
+
+async def _json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("the body must be application/json")
+    raw = await request.read()  # bounded by client_max_size: aiohttp answers 413 beyond it
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationFailed(f"the body is not valid JSON: {exc}", {"fields": {"body": ["malformed JSON"]}}) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object", {"fields": {"body": ["not an object"]}})
+    return _load(schema, data)
+
+
+def _user_id(request: web.Request) -> str:
+    user_id: str = _load(schemas.UserPath(), {"userId": request.match_info["userId"]})["userId"]
+    return user_id
+
+
+def _increment_body(result: IncrementResult) -> dict[str, Any]:
+    return {
+        "userId": result.user_id, "actionId": result.action_id, "action": result.action,
+        "delta": result.delta, "newScore": result.new_score, "applied": result.applied,
+    }
+
+
+def _standing_body(standing: Standing, around: int | None = None) -> dict[str, Any]:
+    entry = standing.entry
+    body: dict[str, Any] = {
+        "userId": entry.user_id, "displayName": entry.display_name, "score": entry.score, "rank": standing.rank,
+    }
+    if around is not None:
+        first = max(standing.rank - around, 1)
+        body["around"] = [entry_body(e, rank) for rank, e in enumerate(standing.around, first)]
+    return body
+
+
+def _etag_matches(request: web.Request, version: str) -> bool:
+    tags = {tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")}
+    return f'"{version}"' in tags or "*" in tags
+
+
+async def increment(request: web.Request) -> web.Response:
+    caller = _caller(request, "scores:write")
+    body = await _json_body(request, schemas.IncrementBody(list(request.app[SETTINGS].actions)))
+    result = await request.app[SCOREBOARD].increment(caller.sub, body["userId"], body["actionId"], body["action"])
+    return web.json_response(_increment_body(result))
+
+
+async def top(request: web.Request) -> web.Response:
+    limit = _load(schemas.TopQuery(), request.query)["limit"]
+    snapshot = Snapshot.of(await request.app[SCOREBOARD].top(limit))
+    headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
+    if _etag_matches(request, snapshot.version):
+        return web.Response(status=304, headers=headers)
+    return web.json_response(snapshot.body(), headers=headers)
+
+
+async def score(request: web.Request) -> web.Response:
+    user_id = _user_id(request)
+    around = _load(schemas.ScoreQuery(), request.query)["around"]
+    standing = await request.app[SCOREBOARD].standing(user_id, around)
+    return web.json_response(_standing_body(standing, around if "around" in request.query else None))
+
+
+async def put_user(request: web.Request) -> web.Response:
+    _caller(request, "users:write")
+    user_id = _user_id(request)
+    body = await _json_body(request, schemas.UserBody())
+    standing = await request.app[SCOREBOARD].save_user(user_id, body["displayName"])
+    return web.json_response(_standing_body(standing))
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    _caller(request, "users:delete")
+    await request.app[SCOREBOARD].delete_user(_user_id(request))
+    return web.Response(status=204)

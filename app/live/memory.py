@@ -1,0 +1,122 @@
+"""In-process Board and Bus (one process only), and the local fan-out the Redis bus reuses."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from bisect import bisect_left, insort
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import AsyncIterator, Iterable
+
+from app.domain import Entry, Standing
+
+_Key = tuple[int, int, str]
+
+
+def _key(entry: Entry) -> _Key:
+    return (-entry.score, entry.seq, entry.user_id)
+
+
+class MemoryBoard:
+    """Rank keys in a sorted list (bisect), entries by user id, tombstones for removed users."""
+
+    def __init__(self) -> None:
+        self._keys: list[_Key] = []
+        self._entries: dict[str, Entry] = {}
+        self._removed: set[str] = set()
+
+    async def upsert(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            self._put(entry)
+
+    def _put(self, entry: Entry) -> None:
+        old = self._entries.get(entry.user_id)
+        if entry.user_id in self._removed or (old is not None and entry.seq < old.seq):
+            return
+        if old is not None and entry.seq == old.seq:
+            # a rename re-sends the event that set the score, with the new name
+            self._entries[entry.user_id] = dataclasses.replace(old, display_name=entry.display_name)
+            return
+        if old is not None:
+            del self._keys[bisect_left(self._keys, _key(old))]
+        insort(self._keys, _key(entry))
+        self._entries[entry.user_id] = entry
+
+    async def remove(self, user_id: str) -> None:
+        self._removed.add(user_id)
+        old = self._entries.pop(user_id, None)
+        if old is not None:
+            del self._keys[bisect_left(self._keys, _key(old))]
+
+    async def top(self, limit: int) -> list[Entry]:
+        return [self._entries[key[2]] for key in self._keys[: max(limit, 0)]]
+
+    async def standing(self, user_id: str, around: int) -> Standing | None:
+        entry = self._entries.get(user_id)
+        if entry is None:
+            return None
+        index, around = bisect_left(self._keys, _key(entry)), max(around, 0)
+        window = self._keys[max(index - around, 0) : index + around + 1]
+        return Standing(entry, index + 1, tuple(self._entries[key[2]] for key in window))
+
+    async def replace(self, entries: Iterable[Entry]) -> None:
+        fresh: dict[str, Entry] = {}
+        for entry in entries:
+            if entry.user_id not in fresh or entry.seq >= fresh[entry.user_id].seq:
+                fresh[entry.user_id] = entry
+        # one sort instead of n inserts: a rebuild may hold every user
+        self._keys, self._entries, self._removed = sorted(map(_key, fresh.values())), fresh, set()
+
+
+class Messages:
+    """What a subscriber iterates: a one-slot queue in which the newest message wins."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
+
+    def offer(self, message: str) -> None:
+        # a message only says "look again": replacing an unread one loses nothing
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(message)
+
+    def __aiter__(self) -> Messages:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._queue.get()
+
+
+class Fanout:
+    """The local subscribers of one bus; delivering never blocks the publisher."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[Messages] = set()
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def deliver(self, message: str) -> None:
+        for messages in self._subscribers:
+            messages.offer(message)
+
+    @asynccontextmanager
+    async def attach(self) -> AsyncIterator[Messages]:
+        messages = Messages()
+        self._subscribers.add(messages)
+        try:
+            yield messages
+        finally:
+            self._subscribers.discard(messages)
+
+
+class MemoryBus:
+    """Change notifications within this process."""
+
+    def __init__(self) -> None:
+        self._fanout = Fanout()
+
+    async def publish(self, message: str) -> None:
+        self._fanout.deliver(message)
+
+    def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        return self._fanout.attach()

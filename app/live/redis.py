@@ -1,0 +1,258 @@
+"""Redis Board (one sorted set in exact rank order) and Bus (one pub/sub per instance, fanned out)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from itertools import islice
+from typing import Any, AsyncIterator, Iterable, Iterator, Sequence
+from uuid import uuid4
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.domain import Entry, Standing
+from app.live import LiveUnavailable
+from app.live.memory import Fanout
+
+log = logging.getLogger(__name__)
+
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_OFFSET = 2**63
+_CHUNK = 500  # entries per script call: bounds both the argument list and the time Redis is busy
+_REBUILD_TTL = 600  # seconds a half-written rebuild survives its writer
+_POLL = 1.0
+_BACKOFF_MIN, _BACKOFF_MAX = 0.5, 5.0
+RESYNC = "resync"
+
+# Members are "<16 hex: 2**63-1-score><16 hex: seq+2**63><user id>", all with sorted-set score 0:
+# byte order is then rank order for every signed 64-bit score (doubles are exact only to 2**53).
+# Seqs are compared as two 8-hex-digit halves: exact in Lua's doubles, and independent of locale.
+_SEQ_CMP = """
+local function cmp(a, b)
+  for i = 17, 25, 8 do
+    local x, y = tonumber(string.sub(a, i, i + 7), 16), tonumber(string.sub(b, i, i + 7), 16)
+    if x ~= y then return x < y and -1 or 1 end
+  end
+  return 0
+end
+"""
+# KEYS: board, members (user -> member or 'deleted'), names. ARGV: ttl, then user, member, name
+# per entry; name is '+' .. name or '-' for none. A ttl > 0 marks keys being rebuilt.
+_UPSERT = _SEQ_CMP + """
+for i = 2, #ARGV, 3 do
+  local user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local old = redis.call('HGET', KEYS[2], user)
+  local order = old and old ~= 'deleted' and cmp(member, old) or 1
+  if old ~= 'deleted' and order >= 0 then
+    if order > 0 then
+      if old then redis.call('ZREM', KEYS[1], old) end
+      redis.call('ZADD', KEYS[1], 0, member)
+      redis.call('HSET', KEYS[2], user, member)
+    end
+    if name == '-' then redis.call('HDEL', KEYS[3], user)
+    else redis.call('HSET', KEYS[3], user, string.sub(name, 2)) end
+  end
+end
+if tonumber(ARGV[1]) > 0 then
+  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end
+end
+return 0
+"""
+# KEYS: board, members, names; ARGV: user. The tombstone blocks later upserts until a rebuild.
+_REMOVE = """
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old and old ~= 'deleted' then redis.call('ZREM', KEYS[1], old) end
+redis.call('HSET', KEYS[2], ARGV[1], 'deleted')
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 0
+"""
+# KEYS: rebuilt keys then live keys, in the same order; a missing rebuilt key means empty.
+_SWAP = """
+local half = #KEYS / 2
+for i = 1, half do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('RENAME', KEYS[i], KEYS[i + half])
+    redis.call('PERSIST', KEYS[i + half])
+  else
+    redis.call('DEL', KEYS[i + half])
+  end
+end
+return 0
+"""
+# KEYS: board, members, names; ARGV: limit (top) or around, then the user for a standing.
+# Returns {0-based rank of the user or -1, member, name, member, name, ...}; {} if the user is absent.
+_READ = """
+local n, rank, first, last = tonumber(ARGV[1]), -1, 0, tonumber(ARGV[1]) - 1
+if ARGV[2] then
+  local member = redis.call('HGET', KEYS[2], ARGV[2])
+  if not member or member == 'deleted' then return {} end
+  rank = redis.call('ZRANK', KEYS[1], member)
+  first, last = math.max(rank - n, 0), rank + n
+end
+local out = {rank}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], first, last)) do
+  table.insert(out, member)
+  table.insert(out, redis.call('HGET', KEYS[3], string.sub(member, 33)))
+end
+return out
+"""
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """The one place where 'Redis cannot be reached' becomes LiveUnavailable."""
+    try:
+        yield
+    except _DOWN as exc:
+        raise LiveUnavailable(f"redis: {exc}") from exc
+
+
+def _hex(value: int) -> str:
+    if not -_OFFSET <= value < _OFFSET:
+        raise ValueError(f"{value} is outside the signed 64-bit range")
+    return f"{value + _OFFSET:016x}"
+
+
+def _args(entry: Entry) -> tuple[str, str, str]:
+    member = _hex(-1 - entry.score) + _hex(entry.seq) + entry.user_id
+    return entry.user_id, member, "-" if entry.display_name is None else "+" + entry.display_name
+
+
+def _chunks(entries: Iterable[Entry]) -> Iterator[list[str]]:
+    it = iter(entries)
+    while chunk := [arg for entry in islice(it, _CHUNK) for arg in _args(entry)]:
+        yield chunk
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(flat: Sequence[Any]) -> list[Entry]:
+    """(member, name) pairs from the read script as entries, whatever the client's decoding."""
+    entries = []
+    for raw, name in zip(flat[::2], flat[1::2]):
+        member = _text(raw)
+        score, seq = _OFFSET - 1 - int(member[:16], 16), int(member[16:32], 16) - _OFFSET
+        entries.append(Entry(member[32:], None if name is None else _text(name), score, seq))
+    return entries
+
+
+class RedisBoard:
+    """The board in three keys under `prefix`, changed only by atomic scripts."""
+
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._prefix = prefix
+        self._keys = [f"{prefix}board", f"{prefix}members", f"{prefix}names"]
+        self._upsert = client.register_script(_UPSERT)
+        self._remove = client.register_script(_REMOVE)
+        self._swap = client.register_script(_SWAP)
+        self._read = client.register_script(_READ)
+
+    async def upsert(self, entries: Iterable[Entry]) -> None:
+        with _reachable():
+            for args in _chunks(entries):
+                await self._upsert(keys=self._keys, args=["0", *args])
+
+    async def remove(self, user_id: str) -> None:
+        with _reachable():
+            await self._remove(keys=self._keys, args=[user_id])
+
+    async def top(self, limit: int) -> list[Entry]:
+        if limit <= 0:
+            return []
+        with _reachable():
+            reply = await self._read(keys=self._keys, args=[limit])
+        return _entries(reply[1:])
+
+    async def standing(self, user_id: str, around: int) -> Standing | None:
+        around = max(around, 0)
+        with _reachable():
+            reply = await self._read(keys=self._keys, args=[around, user_id])
+        if not reply:
+            return None
+        rank, window = int(reply[0]), _entries(reply[1:])
+        return Standing(window[rank - max(rank - around, 0)], rank + 1, tuple(window))
+
+    async def replace(self, entries: Iterable[Entry]) -> None:
+        # readers keep the old board until one script swaps the rebuilt keys in
+        rebuild = [f"{self._prefix}rebuild:{uuid4().hex}:{key}" for key in ("board", "members", "names")]
+        with _reachable():
+            for args in _chunks(entries):
+                await self._upsert(keys=rebuild, args=[str(_REBUILD_TTL), *args])
+            await self._swap(keys=[*rebuild, *self._keys])
+
+
+class RedisBus:
+    """One pub/sub subscription per instance, fanned out to any number of local subscribers."""
+
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._client = client
+        self._channel = f"{prefix}changes"
+        self._origin = uuid4().hex  # our own messages come back from Redis: skip them
+        self._fanout = Fanout()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def publish(self, message: str) -> None:
+        self._fanout.deliver(message)  # local subscribers hear it even while Redis is away
+        with _reachable():
+            await self._client.publish(self._channel, f"{self._origin} {message}")
+
+    def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        return self._subscription()
+
+    @asynccontextmanager
+    async def _subscription(self) -> AsyncIterator[AsyncIterator[str]]:
+        try:
+            async with self._fanout.attach() as messages:
+                if self._reader is None:
+                    self._reader = asyncio.create_task(self._read())
+                yield messages
+        finally:
+            if not self._fanout and self._reader is not None:
+                reader, self._reader = self._reader, None
+                reader.cancel()
+                await asyncio.wait([reader])
+
+    async def _read(self) -> None:
+        """Hold the subscription while anyone listens; re-subscribe with a capped backoff."""
+        delay = _BACKOFF_MIN
+        while True:
+            try:
+                async with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    delay = _BACKOFF_MIN
+                    await self._pump(pubsub)
+            except _DOWN as exc:
+                log.warning("redis bus unavailable (%s); retrying in %.1f s", exc, delay)
+            except Exception:  # a surprise must not silence the bus for good
+                log.exception("redis bus reader failed; retrying in %.1f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        connection = pubsub.connection
+        if connection is None:
+            raise RedisConnectionError("pub/sub has no connection after subscribe")
+        # redis-py may reconnect and re-subscribe by itself inside get_message: hear about it too
+        connection.register_connect_callback(self._subscribed)
+        try:
+            self._subscribed()
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_POLL)
+                if message is not None:
+                    self._receive(_text(message["data"]))
+        finally:
+            connection.deregister_connect_callback(self._subscribed)
+
+    def _subscribed(self, *_: object) -> None:
+        # anything may have changed before (or while away from) the subscription: look again
+        self._fanout.deliver(RESYNC)
+
+    def _receive(self, data: str) -> None:
+        origin, _, message = data.partition(" ")
+        if origin != self._origin:
+            self._fanout.deliver(message)

@@ -1,0 +1,24 @@
+"""The whole URL table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from app import handlers
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_static("/static", STATIC_DIR)
+    app.router.add_get("/top", handlers.top)
+    app.router.add_get("/scores/{userId}", handlers.score)
+    app.router.add_post("/scores/increment", handlers.increment)
+    app.router.add_put("/users/{userId}", handlers.put_user)
+    app.router.add_delete("/users/{userId}", handlers.delete_user)

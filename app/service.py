@@ -1,0 +1,102 @@
+"""The Scoreboard: increments, users and reads, over the Store, Board, Bus and RateLimiter.
+
+The database commits first; the read model and the change notification follow. A read
+model or bus failure after a commit never fails the request: reads fall back to the
+database and the read model is rebuilt when the live backend returns.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Mapping
+
+from app.domain import Entry, Increment, IncrementResult, Standing
+from app.errors import IdempotencyConflict, NotFound
+from app.live import Board, Bus, LiveUnavailable
+from app.ratelimit import RateLimiter
+from app.store import Store
+
+log = logging.getLogger(__name__)
+CHANGED = "changed"
+REBUILD_PAGE = 10_000
+
+
+class Scoreboard:
+    def __init__(
+        self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int]
+    ) -> None:
+        self._store = store
+        self._board = board
+        self._bus = bus
+        self._limiter = limiter
+        self._actions = dict(actions)
+        self._default_action = next(iter(actions))
+
+    async def increment(self, caller: str, user_id: str, action_id: str, action: str | None) -> IncrementResult:
+        """Apply the action's points once per actionId; a replay returns the record."""
+        action = action or self._default_action
+        result = await self._store.recorded(action_id)
+        if result is None:
+            # Only new work is rate limited; a refused request leaves its actionId unused.
+            await self._limiter.acquire(user_id, caller)
+            increment = Increment(user_id, action_id, action, self._actions[action], caller)
+            result = await self._store.apply_increment(increment)
+        if (result.user_id, result.action) != (user_id, action):
+            raise IdempotencyConflict(
+                f"actionId {action_id!r} was used for another userId or action",
+                {"actionId": action_id},
+            )
+        if result.applied:
+            log.info("increment applied", extra={"audit": _audit(result, caller)})
+            await self._changed(self._board.upsert([result.entry]))
+        return result
+
+    async def save_user(self, user_id: str, display_name: str) -> Standing:
+        entry = await self._store.save_user(user_id, display_name)
+        await self._changed(self._board.upsert([entry]))
+        return await self.standing(user_id, 0)
+
+    async def delete_user(self, user_id: str) -> None:
+        if not await self._store.delete_user(user_id):
+            raise NotFound(f"no user {user_id!r}")
+        await self._changed(self._board.remove(user_id))
+
+    async def rebuild(self) -> int:
+        """Load the read model from the database; returns how many entries it holds."""
+        entries: list[Entry] = []
+        while page := await self._store.ranked(len(entries), REBUILD_PAGE):
+            entries.extend(page)
+        try:
+            await self._board.replace(entries)
+        except LiveUnavailable as exc:
+            log.warning("read model not rebuilt, reads use the database: %s", exc)
+        return len(entries)
+
+    async def top(self, limit: int) -> list[Entry]:
+        try:
+            return await self._board.top(limit)
+        except LiveUnavailable:
+            return await self._store.ranked(0, limit)
+
+    async def standing(self, user_id: str, around: int) -> Standing:
+        try:
+            standing = await self._board.standing(user_id, around)
+        except LiveUnavailable:
+            standing = await self._store.standing(user_id, around)
+        if standing is None:
+            raise NotFound(f"no user {user_id!r}")
+        return standing
+
+    async def _changed(self, board_write: Awaitable[None]) -> None:
+        """After a commit: update the read model, then tell every process to look again."""
+        try:
+            await board_write
+            await self._bus.publish(CHANGED)
+        except LiveUnavailable as exc:
+            log.warning("read model not updated after commit (repaired on rebuild): %s", exc)
+
+
+def _audit(result: IncrementResult, caller: str) -> dict[str, object]:
+    return {
+        "userId": result.user_id, "action": result.action, "delta": result.delta,
+        "actionId": result.action_id, "caller": caller, "newScore": result.new_score,
+    }

@@ -1,0 +1,55 @@
+"""SQL shared by both dialects, written with %s placeholders (SQLite's store swaps them for ?)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from app.domain import Entry, IncrementResult
+from app.errors import ValidationFailed
+
+ENTRY_COLUMNS = "user_id, display_name, score, seq"
+RANKED = f"""
+    SELECT {ENTRY_COLUMNS} FROM users WHERE deleted_at IS NULL
+    ORDER BY score DESC, seq ASC LIMIT %s OFFSET %s"""
+LIVE_USER = f"SELECT {ENTRY_COLUMNS} FROM users WHERE user_id = %s AND deleted_at IS NULL"
+# Users ahead of (score, seq): the rank is one more. The partial index users_rank serves it.
+AHEAD = """
+    SELECT count(*) FROM users
+    WHERE deleted_at IS NULL AND (score > %s OR (score = %s AND seq < %s))"""
+RECORDED = """
+    SELECT user_id, action_id, action, delta, score_after, id
+    FROM score_events WHERE action_id = %s"""
+USER_STATE = "SELECT score, deleted_at IS NOT NULL, display_name FROM users WHERE user_id = %s"
+INSERT_EVENT = """
+    INSERT INTO score_events (id, action_id, user_id, action, delta, score_after, caller)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)"""
+SET_SCORE = "UPDATE users SET score = %s, seq = %s WHERE user_id = %s"
+RENAME = "UPDATE users SET display_name = %s WHERE user_id = %s AND deleted_at IS NULL"
+DELETE_USER = "UPDATE users SET display_name = NULL, deleted_at = CURRENT_TIMESTAMP WHERE user_id = %s"
+KNOWN_USER = "SELECT deleted_at IS NOT NULL FROM users WHERE user_id = %s"
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def entry(row: Sequence[Any]) -> Entry:
+    return Entry(user_id=row[0], display_name=row[1], score=int(row[2]), seq=int(row[3]))
+
+
+def recorded_result(row: Sequence[Any]) -> IncrementResult:
+    return IncrementResult(
+        user_id=row[0], action_id=row[1], action=row[2], delta=int(row[3]),
+        new_score=int(row[4]), applied=False, seq=int(row[5]),
+    )
+
+
+def around_window(rank: int, around: int) -> tuple[int, int]:
+    """(offset, limit) of the entries from rank-around to rank+around, clipped at rank 1."""
+    first = max(rank - around, 1)
+    return first - 1, rank + around - first + 1
+
+
+def checked_score(score: int) -> int:
+    """Scores are signed 64-bit in both databases and in the read model."""
+    if not INT64_MIN <= score <= INT64_MAX:
+        raise ValidationFailed("the increment would take the score out of the 64-bit range",
+                               {"action": ["score out of range"]})
+    return score
