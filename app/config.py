@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import limits
@@ -74,7 +74,7 @@ class Settings:
             raise ConfigError("JWT_SECRET: use at least 32 bytes (HS256 needs a key as long as its hash)")
         if settings.jwt_public_key is not None:
             try:
-                settings.jwt_algorithm
+                _public_key_algorithm(settings.jwt_public_key)
             except ValueError as exc:
                 raise ConfigError(f"JWT_PUBLIC_KEY: {exc}") from None
         return settings

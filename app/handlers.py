@@ -25,7 +25,8 @@ def _load(schema: Schema, data: Any) -> dict[str, Any]:
     try:
         loaded: dict[str, Any] = schema.load(data)
     except ValidationError as exc:
-        raise ValidationFailed("the request is invalid", {"fields": exc.normalized_messages()}) from None
+        fields = exc.normalized_messages()  # type: ignore[no-untyped-call]
+        raise ValidationFailed("the request is invalid", {"fields": fields}) from None
     return loaded
 
 

@@ -36,7 +36,7 @@ class RateLimiter:
             return cls(MemoryStorage(), per_user, per_caller)
         storage = RedisStorage(
             "async+redis://", implementation="redispy", wrap_exceptions=True,
-            key_prefix=f"{prefix}limits", connection_pool=redis.connection_pool,
+            key_prefix=f"{prefix}limits", connection_pool=redis.connection_pool,  # type: ignore[arg-type]
         )
         return cls(storage, per_user, per_caller)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app import handlers
+from app import handlers, ops
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
@@ -22,3 +22,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/scores/increment", handlers.increment)
     app.router.add_put("/users/{userId}", handlers.put_user)
     app.router.add_delete("/users/{userId}", handlers.delete_user)
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/readyz", ops.readyz)

@@ -7,7 +7,7 @@ database and the read model is rebuilt when the live backend returns.
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping
 
 from app.domain import Entry, Increment, IncrementResult, Standing
 from app.errors import IdempotencyConflict, NotFound

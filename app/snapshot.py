@@ -5,7 +5,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from app.domain import Entry
@@ -29,7 +29,7 @@ class Snapshot:
         return cls(entries=tuple(entries), version=digest[:20], generated_at=time.time())
 
     def body(self) -> dict[str, Any]:
-        stamp = datetime.fromtimestamp(self.generated_at, timezone.utc)
+        stamp = datetime.fromtimestamp(self.generated_at, UTC)
         return {
             "entries": [entry_body(entry, rank) for rank, entry in enumerate(self.entries, 1)],
             "version": self.version,

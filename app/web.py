@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -61,8 +62,11 @@ def _redis_client(url: str | None) -> redis.asyncio.Redis | None:
     if url is None:
         return None
     import redis.asyncio  # only when configured: the embedded mode never needs it
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
 
-    # Short timeouts: a Redis outage must degrade requests, not hang them.
+    # Short timeouts and one retry: a Redis outage must degrade requests, not stall them.
     return redis.asyncio.Redis.from_url(
-        url, socket_timeout=2, socket_connect_timeout=2, max_connections=50, decode_responses=False
+        url, socket_timeout=2, socket_connect_timeout=1, max_connections=64,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1), health_check_interval=15,
     )

@@ -4,8 +4,9 @@ Neither imports aiohttp: the service writes to them, the hub reads from them.
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, AsyncIterator, Iterable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.domain import Entry, Standing
 

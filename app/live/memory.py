@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from bisect import bisect_left, insort
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import AsyncIterator, Iterable
 
 from app.domain import Entry, Standing
 

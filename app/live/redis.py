@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from itertools import islice
-from typing import Any, AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any
 from uuid import uuid4
 
 from redis.asyncio import Redis
@@ -134,7 +135,7 @@ def _text(value: bytes | str) -> str:
 def _entries(flat: Sequence[Any]) -> list[Entry]:
     """(member, name) pairs from the read script as entries, whatever the client's decoding."""
     entries = []
-    for raw, name in zip(flat[::2], flat[1::2]):
+    for raw, name in zip(flat[::2], flat[1::2], strict=True):
         member = _text(raw)
         score, seq = _OFFSET - 1 - int(member[:16], 16), int(member[16:32], 16) - _OFFSET
         entries.append(Entry(member[32:], None if name is None else _text(name), score, seq))

@@ -5,8 +5,9 @@ database cannot be reached (nothing was written), UserDeleted for a deleted user
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from app.domain import Entry, Increment, IncrementResult, Standing
@@ -37,15 +38,15 @@ class Store(Protocol):
 
 
 @asynccontextmanager
-async def open_store(url: str, timeout: float) -> AsyncIterator[Store]:
+async def open_store(url: str, query_timeout: float) -> AsyncIterator[Store]:
     """Open the store named by `url`'s scheme; the driver is imported only when used."""
     if urlsplit(url).scheme == "sqlite":
         from app.store.sqlite import open_sqlite
 
-        async with open_sqlite(url, timeout) as sqlite_store:
+        async with open_sqlite(url, query_timeout) as sqlite_store:
             yield sqlite_store
     else:
         from app.store.postgres import open_postgres
 
-        async with open_postgres(url, timeout) as postgres_store:
+        async with open_postgres(url, query_timeout) as postgres_store:
             yield postgres_store

@@ -5,8 +5,9 @@ aiopg connections are autocommit, so every write runs inside an explicit `cur.be
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiopg
@@ -50,11 +51,11 @@ def _dsn(url: str) -> tuple[str, str]:
 
 
 @asynccontextmanager
-async def open_postgres(url: str, timeout: float) -> AsyncIterator[PostgresStore]:
+async def open_postgres(url: str, query_timeout: float) -> AsyncIterator[PostgresStore]:
     dsn, schema = _dsn(url)
     # minsize=0: the process starts (and /readyz explains) even while the database is down.
     pool = await aiopg.create_pool(
-        dsn, minsize=0, maxsize=10, timeout=timeout, options=f"-c search_path={schema}",
+        dsn, minsize=0, maxsize=10, timeout=query_timeout, options=f"-c search_path={schema}",
         enable_json=False, enable_hstore=False, enable_uuid=False,
     )
     try:

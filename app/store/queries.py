@@ -1,7 +1,8 @@
 """SQL shared by both dialects, written with %s placeholders (SQLite's store swaps them for ?)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from app.domain import Entry, IncrementResult
 from app.errors import ValidationFailed

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiosqlite
@@ -22,10 +23,10 @@ def _sql(statement: str) -> str:
 
 
 @asynccontextmanager
-async def open_sqlite(url: str, timeout: float) -> AsyncIterator[SqliteStore]:
+async def open_sqlite(url: str, query_timeout: float) -> AsyncIterator[SqliteStore]:
     path = urlsplit(url).path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
     try:
-        conn = await aiosqlite.connect(path, timeout=timeout, isolation_level=None)
+        conn = await aiosqlite.connect(path, timeout=query_timeout, isolation_level=None)
     except sqlite3.Error as exc:
         raise ServiceUnavailable(f"cannot open {path}: {exc}") from exc
     try:

@@ -1,0 +1,64 @@
+"""PostgreSQL going away mid-run: 503, nothing half-written, and recovery without a restart."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from app.config import Settings
+from tests.conftest import SECRET, PostgresSchema, auth
+from tests.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+async def proxy(postgres_schema: PostgresSchema) -> AsyncIterator[TcpProxy]:
+    target = urlsplit(postgres_schema.base_url)
+    tcp = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await tcp.start()
+    yield tcp
+    await tcp.stop()
+
+
+async def test_database_outage_is_503_then_recovers(make_client: Any, postgres_schema: PostgresSchema,
+                                                   proxy: TcpProxy) -> None:
+    url = urlsplit(postgres_schema.url)
+    via_proxy = url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}").geturl()
+    settings = Settings(jwt_secret=SECRET, database_url=via_proxy, db_timeout=2.0)
+    client = await make_client(settings)
+
+    async def increment(action_id: str) -> Any:
+        body = {"userId": "u1", "actionId": action_id}
+        return await client.post("/scores/increment", json=body, headers=auth())
+
+    assert (await increment("before")).status == 200
+    await proxy.stop()
+    failed = await increment("during")
+    assert failed.status == 503
+    assert (await failed.json())["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+    await proxy.start()
+    statuses = []
+    for _ in range(20):  # a pooled connection broken by the outage may fail once more
+        response = await increment("during")
+        statuses.append(response.status)
+        if response.status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses[-1] == 200
+    assert (await response.json())["newScore"] == 20  # "during" was not half-applied before
+    assert _count(postgres_schema, "score_events") == 2
+
+
+def _count(schema: PostgresSchema, table: str) -> int:
+    import psycopg2
+
+    conn = psycopg2.connect(schema.base_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {schema.name}.{table}")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
