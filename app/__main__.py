@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _with_secret(settings: Settings) -> Settings:
     """Without any key configured, a dev-only secret for this process, said loudly."""
-    if settings.jwt_secret or settings.jwt_public_key:
+    if settings.jwt_secret or settings.jwt_public_key or settings.jwt_jwks_file or settings.jwt_jwks_url:
         return settings
     secret = secrets.token_urlsafe(32)
     log.warning("JWT_SECRET is not set: using a dev-only secret for this run: JWT_SECRET=%s", secret)

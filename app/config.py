@@ -4,15 +4,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 import limits
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from app.keyring import load_jwks_file
+
 DEFAULT_DATABASE_URL = "sqlite:///./scoreboard.db"
 ACTION_ITEM = re.compile(r"^([A-Za-z0-9_.:-]{1,32})=(-?\d{1,10})$")
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
 
 
 class ConfigError(Exception):
@@ -30,6 +34,14 @@ class Settings:
     jwt_public_key: str | None = None
     jwt_audience: str = "scoreboard"
     jwt_issuer: str | None = None
+    jwt_jwks_file: str | None = None
+    jwt_jwks_url: str | None = None
+    jwks_refresh: float = 300.0
+    jwks_cooldown: float = 10.0
+    anomaly_points_per_hour: int | None = None
+    anomaly_block: bool = False
+    cors_origins: tuple[str, ...] = ()
+    stream_max_per_client: int = 20
     actions: Mapping[str, int] = field(default_factory=lambda: {"complete": 10})
     rate_limit_user: str = "60/minute"
     rate_limit_caller: str = "6000/minute"
@@ -37,6 +49,9 @@ class Settings:
     push_interval: float = 0.25
     ping_interval: float = 15.0
     db_timeout: float = 10.0
+    send_timeout: float = 15.0
+    stream_max: int = 5000
+    reconcile_interval: float = 60.0
 
     @property
     def default_action(self) -> str:
@@ -62,6 +77,7 @@ class Settings:
             jwt_public_key=get("JWT_PUBLIC_KEY") or None,
             jwt_audience=get("JWT_AUDIENCE") or cls.jwt_audience,
             jwt_issuer=get("JWT_ISSUER") or None,
+            **_security(environ),
             actions=_actions(get("SCORE_ACTIONS", "complete=10")),
             rate_limit_user=_rate(environ, "RATE_LIMIT_USER", cls.rate_limit_user),
             rate_limit_caller=_rate(environ, "RATE_LIMIT_CALLER", cls.rate_limit_caller),
@@ -69,6 +85,9 @@ class Settings:
             push_interval=_seconds(environ, "PUSH_INTERVAL", cls.push_interval),
             ping_interval=_seconds(environ, "PING_INTERVAL", cls.ping_interval),
             db_timeout=_seconds(environ, "DB_TIMEOUT", cls.db_timeout),
+            send_timeout=_seconds(environ, "SEND_TIMEOUT", cls.send_timeout),
+            stream_max=_integer(environ, "STREAM_MAX", cls.stream_max, 1, 1_000_000),
+            reconcile_interval=_seconds(environ, "RECONCILE_INTERVAL", cls.reconcile_interval),
         )
         if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < 32:
             raise ConfigError("JWT_SECRET: use at least 32 bytes (HS256 needs a key as long as its hash)")
@@ -149,3 +168,73 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < seconds <= 3600:
         raise ConfigError(f"{name}: {value!r} is not a number of seconds in (0, 3600]")
     return seconds
+
+
+class _SecuritySettings(TypedDict):
+    jwt_jwks_file: str | None
+    jwt_jwks_url: str | None
+    jwks_refresh: float
+    jwks_cooldown: float
+    anomaly_points_per_hour: int | None
+    anomaly_block: bool
+    cors_origins: tuple[str, ...]
+    stream_max_per_client: int
+
+
+def _security(environ: Mapping[str, str]) -> _SecuritySettings:
+    """Key rotation, anomaly flags, CORS and the per-client stream cap."""
+    return {
+        "jwt_jwks_file": _jwks_file(environ.get("JWT_JWKS_FILE") or None),
+        "jwt_jwks_url": _jwks_url(environ),
+        "jwks_refresh": _seconds(environ, "JWT_JWKS_REFRESH", Settings.jwks_refresh),
+        "jwks_cooldown": _seconds(environ, "JWT_JWKS_COOLDOWN", Settings.jwks_cooldown),
+        "anomaly_points_per_hour": _optional_integer(environ, "ANOMALY_POINTS_PER_HOUR", 1, 10**15),
+        "anomaly_block": _anomaly_block(environ.get("ANOMALY_ACTION", "flag")),
+        "cors_origins": _origins(environ.get("CORS_ORIGINS", "")),
+        "stream_max_per_client": _integer(
+            environ, "STREAM_MAX_PER_CLIENT", Settings.stream_max_per_client, 1, 100_000),
+    }
+
+
+def _jwks_file(path: str | None) -> str | None:
+    if path is not None:
+        try:
+            load_jwks_file(path)
+        except ValueError as exc:
+            raise ConfigError(f"JWT_JWKS_FILE: {exc}") from None
+    return path
+
+
+def _jwks_url(environ: Mapping[str, str]) -> str | None:
+    url = environ.get("JWT_JWKS_URL") or None
+    if url is None:
+        return None
+    if environ.get("JWT_JWKS_FILE"):
+        raise ConfigError("JWT_JWKS_URL: set JWT_JWKS_FILE or JWT_JWKS_URL, not both")
+    parts = urlsplit(url)
+    # Keys fetched in the clear could be swapped on the way: plain http only on this host.
+    loopback = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not (parts.scheme == "https" and parts.hostname) and not loopback:
+        raise ConfigError(f"JWT_JWKS_URL: {url!r} is not an https:// URL (http only for localhost)")
+    return url
+
+
+def _anomaly_block(action: str) -> bool:
+    if action not in ("flag", "block"):
+        raise ConfigError(f"ANOMALY_ACTION: {action!r} is not flag or block")
+    return action == "block"
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """Exact origins to reflect; no wildcard, since writes carry a bearer token."""
+    origins = tuple(item.strip().lower() for item in text.split(",") if item.strip())
+    for origin in origins:
+        if not ORIGIN.match(origin):
+            raise ConfigError(f"CORS_ORIGINS: {origin!r} is not an origin such as https://app.example.com")
+    return origins
+
+
+def _optional_integer(environ: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    if not environ.get(name):
+        return None
+    return _integer(environ, name, low, low, high)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +56,16 @@ class IncrementResult:
     def entry(self) -> Entry:
         """The user's board entry right after this increment."""
         return Entry(self.user_id, self.display_name, self.new_score, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One applied increment as the audit log keeps it; `id` orders a user's events."""
+
+    id: int
+    action_id: str
+    action: str
+    delta: int
+    score_after: int
+    caller: str
+    at: datetime

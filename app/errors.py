@@ -55,9 +55,10 @@ class UnsupportedMediaType(AppError):
 class RateLimited(AppError):
     status, code = 429, "RATE_LIMITED"
 
-    def __init__(self, message: str, retry_after: int) -> None:
+    def __init__(self, message: str, retry_after: int, headers: dict[str, str] | None = None) -> None:
         super().__init__(message, {"retryAfter": retry_after})
         self.retry_after = retry_after
+        self.headers = headers or {}  # the refused limit's RateLimit-* fields
 
 
 class ServiceUnavailable(AppError):

@@ -9,14 +9,15 @@ from marshmallow import Schema, ValidationError
 
 from app import schemas
 from app.auth import Caller
-from app.domain import IncrementResult, Standing
+from app.domain import AuditEvent, IncrementResult, Standing
 from app.errors import UnsupportedMediaType, ValidationFailed
-from app.keys import SCOREBOARD, SETTINGS, VERIFIER
+from app.hub import TOP_SIZE
+from app.keys import HUB, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
 from app.snapshot import Snapshot, entry_body
 
 
-def _caller(request: web.Request, scope: str) -> Caller:
-    caller = request.app[VERIFIER].caller(request.headers.get("Authorization"))
+async def _caller(request: web.Request, scope: str) -> Caller:
+    caller = await request.app[VERIFIER].caller(request.headers.get("Authorization"))
     caller.require(scope)
     return caller
 
@@ -36,7 +37,7 @@ async def _json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
     raw = await request.read()  # bounded by client_max_size: aiohttp answers 413 beyond it
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too many digits, nested too deep
         raise ValidationFailed(f"the body is not valid JSON: {exc}", {"fields": {"body": ["malformed JSON"]}}) from None
     if not isinstance(data, dict):
         raise ValidationFailed("the body must be a JSON object", {"fields": {"body": ["not an object"]}})
@@ -72,15 +73,18 @@ def _etag_matches(request: web.Request, version: str) -> bool:
 
 
 async def increment(request: web.Request) -> web.Response:
-    caller = _caller(request, "scores:write")
+    caller = await _caller(request, "scores:write")
     body = await _json_body(request, schemas.IncrementBody(list(request.app[SETTINGS].actions)))
-    result = await request.app[SCOREBOARD].increment(caller.sub, body["userId"], body["actionId"], body["action"])
-    return web.json_response(_increment_body(result))
+    result, quota = await request.app[SCOREBOARD].increment(
+        caller.sub, body["userId"], body["actionId"], body["action"])
+    return web.json_response(_increment_body(result), headers=quota.headers() if quota else None)
 
 
 async def top(request: web.Request) -> web.Response:
     limit = _load(schemas.TopQuery(), request.query)["limit"]
-    snapshot = Snapshot.of(await request.app[SCOREBOARD].top(limit))
+    hub = request.app[HUB]
+    # The hub's top 10 is kept current by the bus: no database or Redis round trip for it.
+    snapshot = hub.snapshot if limit == TOP_SIZE else Snapshot.of(await request.app[SCOREBOARD].top(limit))
     headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
     if _etag_matches(request, snapshot.version):
         return web.Response(status=304, headers=headers)
@@ -95,7 +99,7 @@ async def score(request: web.Request) -> web.Response:
 
 
 async def put_user(request: web.Request) -> web.Response:
-    _caller(request, "users:write")
+    await _caller(request, "users:write")
     user_id = _user_id(request)
     body = await _json_body(request, schemas.UserBody())
     standing = await request.app[SCOREBOARD].save_user(user_id, body["displayName"])
@@ -103,6 +107,31 @@ async def put_user(request: web.Request) -> web.Response:
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    _caller(request, "users:delete")
+    await _caller(request, "users:delete")
     await request.app[SCOREBOARD].delete_user(_user_id(request))
     return web.Response(status=204)
+
+
+async def user_events(request: web.Request) -> web.Response:
+    await _caller(request, "audit:read")
+    user_id = _user_id(request)
+    query = _load(schemas.EventsQuery(), request.query)
+    events, next_id = await request.app[MODERATION].events(user_id, query["cursor"], query["limit"])
+    return web.json_response({
+        "events": [_event_body(event) for event in events],
+        "nextCursor": None if next_id is None else schemas.encode_cursor(next_id),
+    })
+
+
+async def clear_flag(request: web.Request) -> web.Response:
+    await _caller(request, "users:write")
+    await request.app[MODERATION].clear_flag(_user_id(request))
+    return web.Response(status=204)
+
+
+def _event_body(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "actionId": event.action_id, "action": event.action, "delta": event.delta,
+        "scoreAfter": event.score_after, "caller": event.caller,
+        "at": event.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }

@@ -1,10 +1,18 @@
 """Every application key: typed, so handlers get what they ask for."""
 from __future__ import annotations
 
+from weakref import WeakSet
+
 from aiohttp import web
+from aiohttp_sse import EventSourceResponse
 
 from app.auth import Verifier
 from app.config import Settings
+from app.hardening import StreamSlots
+from app.hub import Hub
+from app.moderation import Moderation
+from app.ratelimit import RateLimiter
+from app.reconcile import Reconciler
 from app.service import Scoreboard
 from app.store import Store
 
@@ -12,3 +20,10 @@ SETTINGS = web.AppKey("scoreboard.settings", Settings)
 STORE = web.AppKey("scoreboard.store", Store)
 SCOREBOARD = web.AppKey("scoreboard.scoreboard", Scoreboard)
 VERIFIER = web.AppKey("scoreboard.verifier", Verifier)
+MODERATION = web.AppKey("scoreboard.moderation", Moderation)
+STREAM_SLOTS = web.AppKey("scoreboard.stream_slots", StreamSlots)
+LIMITER = web.AppKey("scoreboard.limiter", RateLimiter)  # its `fallbacks` count is for the metrics
+HUB = web.AppKey("scoreboard.hub", Hub)
+RECONCILER = web.AppKey("scoreboard.reconciler", Reconciler)
+# Open streams, so shutdown can stop them instead of waiting for their clients.
+STREAMS = web.AppKey("scoreboard.streams", WeakSet[EventSourceResponse])

@@ -27,6 +27,7 @@ def error_response(error: errors.AppError) -> web.Response:
         response.headers["WWW-Authenticate"] = 'Bearer realm="scoreboard"'
     if isinstance(error, errors.RateLimited):
         response.headers["Retry-After"] = str(error.retry_after)
+        response.headers.update(error.headers)
     return response
 
 

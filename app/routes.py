@@ -5,7 +5,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app import handlers, ops
+from app import handlers, ops, stream
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
@@ -18,9 +18,12 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_static("/static", STATIC_DIR)
     app.router.add_get("/top", handlers.top)
+    app.router.add_get("/stream", stream.stream)
     app.router.add_get("/scores/{userId}", handlers.score)
     app.router.add_post("/scores/increment", handlers.increment)
     app.router.add_put("/users/{userId}", handlers.put_user)
     app.router.add_delete("/users/{userId}", handlers.delete_user)
+    app.router.add_get("/users/{userId}/events", handlers.user_events)
+    app.router.add_delete("/users/{userId}/flag", handlers.clear_flag)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)

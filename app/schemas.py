@@ -1,13 +1,18 @@
 """marshmallow schemas of request bodies and query strings: validation only, no I/O."""
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates
 
 USER_ID = validate.Regexp(r"^[A-Za-z0-9_.:@-]{1,64}\Z", error="1..64 characters of A-Z a-z 0-9 _ . : @ -")
 ACTION_ID = validate.Regexp(r"^[\x20-\x7e]{1,128}\Z", error="1..128 printable ASCII characters")
-DISPLAY_NAME = validate.Regexp(r"^[^\x00-\x1f\x7f-\x9f]{1,32}\Z", error="1..32 characters, no control characters")
+INT64_MAX = 2**63 - 1
+# Lone surrogates (legal as \udxxx escapes in JSON) cannot be stored as UTF-8: refused like control characters.
+DISPLAY_NAME = validate.Regexp(r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,32}\Z",
+                               error="1..32 characters, no control characters")
 
 
 class IncrementBody(Schema):
@@ -52,3 +57,35 @@ class ScoreQuery(Schema):
         unknown = EXCLUDE
 
     around = fields.Integer(load_default=0, validate=validate.Range(0, 25))
+
+
+def encode_cursor(event_id: int) -> str:
+    """An opaque page cursor: the last event id shown, base64url without padding."""
+    return base64.urlsafe_b64encode(str(event_id).encode()).rstrip(b"=").decode()
+
+
+class Cursor(fields.Field[int]):
+    """A cursor from a previous page of GET /users/{id}/events, decoded to the event id."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        text = _unbase64(str(value))
+        event_id = int(text) if text.isdigit() and len(text) <= 19 else 0
+        # Canonical form only: every id has exactly one cursor.
+        if not 0 < event_id <= INT64_MAX or encode_cursor(event_id) != value:
+            raise ValidationError("not a cursor from a previous page")
+        return event_id
+
+
+def _unbase64(text: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return ""
+
+
+class EventsQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    cursor = Cursor(load_default=None)
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))

@@ -8,36 +8,48 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Mapping
+from typing import NamedTuple
 
 from app.domain import Entry, Increment, IncrementResult, Standing
 from app.errors import IdempotencyConflict, NotFound
 from app.live import Board, Bus, LiveUnavailable
-from app.ratelimit import RateLimiter
+from app.moderation import Moderation
+from app.ratelimit import Quota, RateLimiter
 from app.store import Store
 
 log = logging.getLogger(__name__)
 CHANGED = "changed"
-REBUILD_PAGE = 10_000
+
+
+class Incremented(NamedTuple):
+    """An increment's result and, when it was new work, the tighter rate-limit quota left."""
+
+    result: IncrementResult
+    quota: Quota | None
 
 
 class Scoreboard:
     def __init__(
-        self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int]
+        self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int],
+        moderation: Moderation,
     ) -> None:
         self._store = store
         self._board = board
         self._bus = bus
         self._limiter = limiter
+        self._moderation = moderation
         self._actions = dict(actions)
         self._default_action = next(iter(actions))
 
-    async def increment(self, caller: str, user_id: str, action_id: str, action: str | None) -> IncrementResult:
+    async def increment(self, caller: str, user_id: str, action_id: str, action: str | None) -> Incremented:
         """Apply the action's points once per actionId; a replay returns the record."""
         action = action or self._default_action
+        quota: Quota | None = None
         result = await self._store.recorded(action_id)
         if result is None:
-            # Only new work is rate limited; a refused request leaves its actionId unused.
-            await self._limiter.acquire(user_id, caller)
+            # Only new work is blocked or rate limited; a refused request leaves its actionId unused.
+            await self._moderation.admit(user_id)
+            quota = await self._limiter.acquire(user_id, caller)
             increment = Increment(user_id, action_id, action, self._actions[action], caller)
             result = await self._store.apply_increment(increment)
         if (result.user_id, result.action) != (user_id, action):
@@ -48,7 +60,8 @@ class Scoreboard:
         if result.applied:
             log.info("increment applied", extra={"audit": _audit(result, caller)})
             await self._changed(self._board.upsert([result.entry]))
-        return result
+            await self._moderation.observe(result)
+        return Incremented(result, quota)
 
     async def save_user(self, user_id: str, display_name: str) -> Standing:
         entry = await self._store.save_user(user_id, display_name)
@@ -59,17 +72,6 @@ class Scoreboard:
         if not await self._store.delete_user(user_id):
             raise NotFound(f"no user {user_id!r}")
         await self._changed(self._board.remove(user_id))
-
-    async def rebuild(self) -> int:
-        """Load the read model from the database; returns how many entries it holds."""
-        entries: list[Entry] = []
-        while page := await self._store.ranked(len(entries), REBUILD_PAGE):
-            entries.extend(page)
-        try:
-            await self._board.replace(entries)
-        except LiveUnavailable as exc:
-            log.warning("read model not rebuilt, reads use the database: %s", exc)
-        return len(entries)
 
     async def top(self, limit: int) -> list[Entry]:
         try:

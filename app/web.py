@@ -2,21 +2,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
+from weakref import WeakSet
 
 from aiohttp import web
 
 from app.auth import Verifier
 from app.config import Settings
-from app.keys import SCOREBOARD, SETTINGS, STORE, VERIFIER
-from app.live import open_live
+from app.cors import cors_headers, cors_preflight
+from app.hardening import HEADER_LIMITS, StreamSlots, security_headers
+from app.hub import Hub
+from app.keys import HUB, LIMITER, MODERATION, RECONCILER, SCOREBOARD, SETTINGS, STORE, STREAM_SLOTS, STREAMS, VERIFIER
+from app.live import LiveUnavailable, open_live
 from app.middlewares import error_middleware
+from app.moderation import Moderation
 from app.ratelimit import RateLimiter
+from app.reconcile import Reconciler
 from app.routes import setup_routes
 from app.service import Scoreboard
 from app.store import open_store
 from app.store.migrations import migrate
+from app.tasks import stop
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -25,13 +33,24 @@ MAX_BODY_BYTES = 4096
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[error_middleware, cors_preflight], client_max_size=MAX_BODY_BYTES,
+                          handler_args=HEADER_LIMITS)
     app[SETTINGS] = settings
     app[VERIFIER] = Verifier(settings)
+    app[STREAM_SLOTS] = StreamSlots(settings.stream_max_per_client)
+    app.on_response_prepare.extend([security_headers, cors_headers])
     # Entered in order, exited in reverse, each only if its start succeeded.
-    app.cleanup_ctx.extend([_store, _scoreboard])
+    app[STREAMS] = WeakSet()
+    app.cleanup_ctx.extend([_keys, _store, _live, _background])
+    app.on_shutdown.append(_stop_streams)
     setup_routes(app)
     return app
+
+
+async def _keys(app: web.Application) -> AsyncIterator[None]:
+    """A JWKS URL's keys: fetched before the first request, then refreshed in the background."""
+    async with app[VERIFIER].refreshing():
+        yield
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
@@ -40,22 +59,45 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings.database_url)
     async with open_store(settings.database_url, settings.db_timeout) as store:
         app[STORE] = store
+        app[MODERATION] = Moderation(store, settings.anomaly_points_per_hour, settings.anomaly_block)
         yield
 
 
-async def _scoreboard(app: web.Application) -> AsyncIterator[None]:
+async def _live(app: web.Application) -> AsyncIterator[None]:
+    """Redis (or in-process) read model, bus and limits, and what is built on them."""
     settings = app[SETTINGS]
     redis = _redis_client(settings.redis_url)
     try:
         board, bus = open_live(redis, settings.redis_prefix)
         limiter = RateLimiter.open(redis, settings.redis_prefix, settings.rate_limit_user, settings.rate_limit_caller)
-        scoreboard = Scoreboard(app[STORE], board, bus, limiter, settings.actions)
-        await scoreboard.rebuild()
+        app[LIMITER] = limiter
+        scoreboard = Scoreboard(app[STORE], board, bus, limiter, settings.actions, app[MODERATION])
         app[SCOREBOARD] = scoreboard
+        app[HUB] = Hub(scoreboard, bus, settings.push_interval, settings.stream_max)
+        app[RECONCILER] = Reconciler(app[STORE], board, bus, settings.reconcile_interval)
         yield
     finally:
         if redis is not None:
             await redis.aclose()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """A current read model and top 10 before the first request, then the debouncer and reconciler."""
+    hub, reconciler = app[HUB], app[RECONCILER]
+    with contextlib.suppress(LiveUnavailable):  # Redis down at start: reads use the database
+        await reconciler.reconcile()
+    await hub.refresh()
+    tasks = [asyncio.create_task(hub.run(), name="hub"), asyncio.create_task(reconciler.run(), name="reconciler")]
+    yield
+    for task in tasks:
+        await stop(task)
+
+
+async def _stop_streams(app: web.Application) -> None:
+    """On shutdown, end every open stream so handlers return instead of outliving the timeout."""
+    streams = app[STREAMS]
+    for response in tuple(streams):  # a copy: stopped streams leave the set as they end
+        response.stop_streaming()
 
 
 def _redis_client(url: str | None) -> redis.asyncio.Redis | None:

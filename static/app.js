@@ -95,6 +95,7 @@
 
   function makeRow() {
     const tr = document.createElement('tr');
+    tr.dataset.move = '';
     const rank = cell('td', 'rank');
     rank.appendChild(span('num'));
     const mark = span('mark');

@@ -1,6 +1,7 @@
 """Fixtures: the app on each backend pair, given as data, and tokens signed like a real caller's."""
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -122,3 +123,20 @@ def post_increment(client: TestClient[Any, Any]) -> Callable[..., Awaitable[Any]
 
     return post
 
+
+
+async def eventually(check: Callable[[], Awaitable[None]], within: float = 3.0) -> None:
+    """Retry an asserting check until it passes or the deadline ends (e.g. /top lags by a push interval)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
+async def top_entries(client: TestClient[Any, Any]) -> list[tuple[int, str, str | None, int]]:
+    body = await (await client.get("/top")).json()
+    return [(e["rank"], e["userId"], e["displayName"], e["score"]) for e in body["entries"]]

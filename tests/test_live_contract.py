@@ -15,8 +15,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.domain import Entry
-from app.live import Board, Bus, LiveUnavailable, open_live
-from app.live.redis import RESYNC, RedisBoard, RedisBus
+from app.live import RESYNC, Board, Bus, LiveUnavailable, open_live
+from app.live.redis import RedisBoard, RedisBus
 from tests.services import require_redis
 
 BACKENDS = [pytest.param("memory", id="memory"), pytest.param("redis", id="redis")]

@@ -37,7 +37,7 @@ def _tables(dialect: str, url: str) -> set[str]:
 
 def test_second_run_applies_nothing(database: tuple[str, str]) -> None:
     dialect, url = database
-    assert migrate(url) == ["0001_scores"]
+    assert migrate(url) == ["0001_scores", "0002_flags"]
     assert {"users", "score_events"} <= _tables(dialect, url)
     assert migrate(url) == []
 
@@ -46,11 +46,11 @@ def test_failed_migration_is_rolled_back_whole(database: tuple[str, str], tmp_pa
     dialect, url = database
     sql_dir = tmp_path / "sql"
     shutil.copytree(SQL_DIR, sql_dir)
-    (sql_dir / dialect / "0002_broken.sql").write_text(
+    (sql_dir / dialect / "0099_broken.sql").write_text(
         "CREATE TABLE half_done (id integer);\nINSERT INTO no_such_table VALUES (1);\n")
     with pytest.raises(Exception, match="no_such_table"):
         migrate(url, sql_dir)
     assert "half_done" not in _tables(dialect, url)
     assert "users" in _tables(dialect, url)  # the good migration before it stays applied
-    (sql_dir / dialect / "0002_broken.sql").write_text("CREATE TABLE half_done (id integer);\n")
-    assert migrate(url, sql_dir) == ["0002_broken"]
+    (sql_dir / dialect / "0099_broken.sql").write_text("CREATE TABLE half_done (id integer);\n")
+    assert migrate(url, sql_dir) == ["0099_broken"]

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 
+# Sent to local subscribers when the bus (re)connects: changes may have been missed.
+RESYNC = "resync"
+
+
 class LiveUnavailable(Exception):
     """The live backend (Redis) cannot be reached; callers degrade to the database."""
 

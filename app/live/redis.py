@@ -15,8 +15,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.domain import Entry, Standing
-from app.live import LiveUnavailable
+from app.live import RESYNC, LiveUnavailable
 from app.live.memory import Fanout
+from app.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ _CHUNK = 500  # entries per script call: bounds both the argument list and the t
 _REBUILD_TTL = 600  # seconds a half-written rebuild survives its writer
 _POLL = 1.0
 _BACKOFF_MIN, _BACKOFF_MAX = 0.5, 5.0
-RESYNC = "resync"
 
 # Members are "<16 hex: 2**63-1-score><16 hex: seq+2**63><user id>", all with sorted-set score 0:
 # byte order is then rank order for every signed 64-bit score (doubles are exact only to 2**53).
@@ -215,8 +215,7 @@ class RedisBus:
         finally:
             if not self._fanout and self._reader is not None:
                 reader, self._reader = self._reader, None
-                reader.cancel()
-                await asyncio.wait([reader])
+                await stop(reader)
 
     async def _read(self) -> None:
         """Hold the subscription while anyone listens; re-subscribe with a capped backoff."""

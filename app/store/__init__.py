@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from app.domain import Entry, Increment, IncrementResult, Standing
+from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
 
 
 class Store(Protocol):
@@ -37,8 +37,29 @@ class Store(Protocol):
         """Raise ServiceUnavailable unless the database answers."""
 
 
+class AuditLog(Protocol):
+    """The audit log of applied increments, and the anomaly flags computed from it."""
+
+    async def events(self, user_id: str, before: int | None, limit: int) -> list[AuditEvent] | None:
+        """Up to `limit` of the user's events newest first, with ids below `before`; None if never known."""
+
+    async def flag_if_over(self, user_id: str, ceiling: int, window_seconds: int) -> int | None:
+        """Flag the user when the points gained in the window (and since the last clear) exceed
+        `ceiling`; return those points if this call raised the flag, None otherwise."""
+
+    async def flagged(self, user_id: str) -> bool:
+        """Whether the user has a flag no operator has cleared."""
+
+    async def clear_flag(self, user_id: str) -> bool:
+        """Clear the user's flag; False if there was none."""
+
+
+class Database(Store, AuditLog, Protocol):
+    """What open_store yields: both protocols, from one connection pool."""
+
+
 @asynccontextmanager
-async def open_store(url: str, query_timeout: float) -> AsyncIterator[Store]:
+async def open_store(url: str, query_timeout: float) -> AsyncIterator[Database]:
     """Open the store named by `url`'s scheme; the driver is imported only when used."""
     if urlsplit(url).scheme == "sqlite":
         from app.store.sqlite import open_sqlite

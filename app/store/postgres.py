@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiopg
 import psycopg2
 
-from app.domain import Entry, Increment, IncrementResult, Standing
+from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
 from app.errors import ServiceUnavailable, UserDeleted
 from app.store import queries as q
 
@@ -28,6 +28,20 @@ SAVE_USER = f"""
     ON CONFLICT (user_id) DO UPDATE SET display_name = EXCLUDED.display_name
     WHERE users.deleted_at IS NULL
     RETURNING {q.ENTRY_COLUMNS}"""
+
+# Inserts (or re-raises a cleared) flag only when the window's points exceed the ceiling;
+# RETURNING gives a row only to the call that raised it.
+FLAG_IF_OVER = """
+    INSERT INTO user_flags (user_id, points)
+    SELECT %s, gained FROM (
+        SELECT COALESCE(sum(delta), 0) AS gained FROM score_events
+        WHERE user_id = %s AND delta > 0 AND created_at > now() - make_interval(secs => %s)
+          AND created_at > COALESCE((SELECT cleared_at FROM user_flags WHERE user_id = %s), '-infinity')
+    ) AS recent WHERE gained > %s
+    ON CONFLICT (user_id) DO UPDATE SET points = EXCLUDED.points, flagged_at = now(), cleared_at = NULL
+    WHERE user_flags.cleared_at IS NOT NULL
+    RETURNING points"""
+CLEAR_FLAG = "UPDATE user_flags SET cleared_at = now() WHERE user_id = %s AND cleared_at IS NULL"
 
 
 class _AlreadyRecorded(Exception):
@@ -147,3 +161,28 @@ class PostgresStore:
         async with self._cursor() as cur:
             await cur.execute("SELECT 1")
 
+    async def events(self, user_id: str, before: int | None, limit: int) -> list[AuditEvent] | None:
+        async with self._cursor() as cur:
+            await cur.execute(q.EVENTS, (user_id, q.INT64_MAX if before is None else before, limit))
+            rows = await cur.fetchall()
+            if not rows:
+                await cur.execute(q.KNOWN_USER, (user_id,))
+                if await cur.fetchone() is None:
+                    return None
+        return [q.audit_event(row) for row in rows]
+
+    async def flag_if_over(self, user_id: str, ceiling: int, window_seconds: int) -> int | None:
+        async with self._cursor(transaction=True) as cur:
+            await cur.execute(FLAG_IF_OVER, (user_id, user_id, window_seconds, user_id, ceiling))
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
+    async def flagged(self, user_id: str) -> bool:
+        async with self._cursor() as cur:
+            await cur.execute(q.FLAGGED, (user_id,))
+            return await cur.fetchone() is not None
+
+    async def clear_flag(self, user_id: str) -> bool:
+        async with self._cursor(transaction=True) as cur:
+            await cur.execute(CLEAR_FLAG, (user_id,))
+            return bool(cur.rowcount)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from app.domain import Entry, IncrementResult
+from app.domain import AuditEvent, Entry, IncrementResult
 from app.errors import ValidationFailed
 
 ENTRY_COLUMNS = "user_id, display_name, score, seq"
@@ -27,6 +28,11 @@ SET_SCORE = "UPDATE users SET score = %s, seq = %s WHERE user_id = %s"
 RENAME = "UPDATE users SET display_name = %s WHERE user_id = %s AND deleted_at IS NULL"
 DELETE_USER = "UPDATE users SET display_name = NULL, deleted_at = CURRENT_TIMESTAMP WHERE user_id = %s"
 KNOWN_USER = "SELECT deleted_at IS NOT NULL FROM users WHERE user_id = %s"
+# Newest first; the index score_events_user (user_id, id DESC) serves it.
+EVENTS = """
+    SELECT id, action_id, action, delta, score_after, caller, created_at FROM score_events
+    WHERE user_id = %s AND id < %s ORDER BY id DESC LIMIT %s"""
+FLAGGED = "SELECT 1 FROM user_flags WHERE user_id = %s AND cleared_at IS NULL"
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -39,6 +45,15 @@ def recorded_result(row: Sequence[Any]) -> IncrementResult:
     return IncrementResult(
         user_id=row[0], action_id=row[1], action=row[2], delta=int(row[3]),
         new_score=int(row[4]), applied=False, seq=int(row[5]),
+    )
+
+
+def audit_event(row: Sequence[Any]) -> AuditEvent:
+    # PostgreSQL returns an aware datetime; SQLite the ISO text its default wrote.
+    at = row[6] if isinstance(row[6], datetime) else datetime.fromisoformat(row[6])
+    return AuditEvent(
+        id=int(row[0]), action_id=row[1], action=row[2], delta=int(row[3]),
+        score_after=int(row[4]), caller=row[5], at=at.astimezone(UTC),
     )
 
 

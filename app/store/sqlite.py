@@ -10,12 +10,26 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from app.domain import Entry, Increment, IncrementResult, Standing
+from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
 from app.errors import ServiceUnavailable, UserDeleted
 from app.store import queries as q
 
 NEXT_SEQ = "UPDATE score_seq SET value = value + 1 RETURNING value"
 INSERT_USER = "INSERT INTO users (user_id, display_name, seq) VALUES (?, ?, ?)"
+NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+# Inserts (or re-raises a cleared) flag only when the window's points exceed the ceiling;
+# RETURNING gives a row only to the call that raised it. The window is a 'now' modifier.
+FLAG_IF_OVER = f"""
+    INSERT INTO user_flags (user_id, points)
+    SELECT ?, gained FROM (
+        SELECT COALESCE(sum(delta), 0) AS gained FROM score_events
+        WHERE user_id = ? AND delta > 0 AND created_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)
+          AND created_at > COALESCE((SELECT cleared_at FROM user_flags WHERE user_id = ?), '')
+    ) WHERE gained > ?
+    ON CONFLICT (user_id) DO UPDATE SET points = excluded.points, flagged_at = {NOW}, cleared_at = NULL
+    WHERE user_flags.cleared_at IS NOT NULL
+    RETURNING points"""
+CLEAR_FLAG = f"UPDATE user_flags SET cleared_at = {NOW} WHERE user_id = ? AND cleared_at IS NULL"
 
 
 def _sql(statement: str) -> str:
@@ -136,3 +150,26 @@ class SqliteStore:
     async def ping(self) -> None:
         async with self._session():
             await self._one("SELECT 1", ())
+
+    async def events(self, user_id: str, before: int | None, limit: int) -> list[AuditEvent] | None:
+        async with self._session():
+            params = (user_id, q.INT64_MAX if before is None else before, limit)
+            async with self._conn.execute(_sql(q.EVENTS), params) as cursor:
+                rows = await cursor.fetchall()
+            if not rows and await self._one(q.KNOWN_USER, (user_id,)) is None:
+                return None
+        return [q.audit_event(row) for row in rows]
+
+    async def flag_if_over(self, user_id: str, ceiling: int, window_seconds: int) -> int | None:
+        async with self._session(transaction=True):
+            row = await self._one(FLAG_IF_OVER, (user_id, user_id, f"-{window_seconds} seconds", user_id, ceiling))
+        return None if row is None else int(row[0])
+
+    async def flagged(self, user_id: str) -> bool:
+        async with self._session():
+            return await self._one(q.FLAGGED, (user_id,)) is not None
+
+    async def clear_flag(self, user_id: str) -> bool:
+        async with self._session(transaction=True):
+            cursor = await self._conn.execute(CLEAR_FLAG, (user_id,))
+            return cursor.rowcount > 0

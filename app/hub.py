@@ -1,0 +1,100 @@
+"""The debouncer: bus messages become at most one top-10 push per interval, newest state wins.
+
+The hub learns of changes only from the bus, so one process and many behave the same. It
+keeps the current top 10 in memory (GET /top serves it without a round trip) and encodes
+each push once; every open stream holds only the newest frame in a one-value slot.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from app.errors import ServiceUnavailable
+from app.live import Bus
+from app.service import Scoreboard
+from app.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+TOP_SIZE = 10
+
+
+def sse_frame(event: str, snapshot: Snapshot, **extra: object) -> bytes:
+    data = json.dumps({**snapshot.body(), **extra}, separators=(",", ":"))
+    return f"event: {event}\nid: {snapshot.version}\ndata: {data}\n\n".encode()
+
+
+class Slot:
+    """The newest frame for one stream: a slow reader skips states, it never queues them."""
+
+    def __init__(self) -> None:
+        self._frame = b""
+        self._ready = asyncio.Event()
+
+    def put(self, frame: bytes) -> None:
+        self._frame = frame
+        self._ready.set()
+
+    async def take(self) -> bytes:
+        await self._ready.wait()
+        self._ready.clear()
+        return self._frame
+
+
+class Hub:
+    def __init__(self, scoreboard: Scoreboard, bus: Bus, interval: float, max_streams: int) -> None:
+        self._scoreboard = scoreboard
+        self._bus = bus
+        self._interval = interval
+        self._max_streams = max_streams
+        self._slots: set[Slot] = set()
+        self.snapshot = Snapshot.of([])
+        self.snapshot_frame = sse_frame("snapshot", self.snapshot)
+        self.pushes = 0
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._slots)
+
+    async def refresh(self) -> bool:
+        """Read the top 10 again; push an update to every stream if it changed."""
+        snapshot = Snapshot.of(await self._scoreboard.top(TOP_SIZE))
+        if snapshot.version == self.snapshot.version:
+            return False
+        self.snapshot = snapshot
+        self.snapshot_frame = sse_frame("snapshot", snapshot)
+        update = sse_frame("update", snapshot, ts=int(time.time() * 1000))
+        for slot in self._slots:
+            slot.put(update)
+        self.pushes += 1
+        return True
+
+    async def run(self) -> None:
+        """Forever: wait for a change, respect the interval since the last read, read, push."""
+        async with self._bus.subscribe() as messages:
+            last_read = float("-inf")
+            async for _ in messages:
+                # The first change after a quiet period goes out at once; later ones wait for
+                # the interval, and the one-message bus queue folds them into one trailing read.
+                await asyncio.sleep(max(0.0, last_read + self._interval - time.monotonic()))
+                last_read = time.monotonic()
+                try:
+                    await self.refresh()
+                except ServiceUnavailable as exc:
+                    log.warning("top 10 not refreshed, database unavailable: %s", exc)
+
+    @asynccontextmanager
+    async def stream_slot(self) -> AsyncIterator[Slot]:
+        """A slot that receives every push until exit; ServiceUnavailable when full."""
+        if len(self._slots) >= self._max_streams:
+            raise ServiceUnavailable("too many open streams; poll GET /top instead",
+                                     {"maxStreams": self._max_streams})
+        slot = Slot()
+        self._slots.add(slot)
+        try:
+            yield slot
+        finally:
+            self._slots.discard(slot)

@@ -1,0 +1,13 @@
+-- Anomaly flags: users who gained more points in an hour than ANOMALY_POINTS_PER_HOUR.
+-- A cleared flag keeps its row with cleared_at set: the next window starts after the clear,
+-- so the points the operator accepted do not raise the flag again at once.
+-- Times are ISO-8601 text in one format, so they compare as strings.
+CREATE TABLE user_flags (
+    user_id    TEXT PRIMARY KEY REFERENCES users (user_id),
+    points     INTEGER NOT NULL,
+    flagged_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    cleared_at TEXT
+);
+
+-- The sliding-window sum reads one user's recent events by time.
+CREATE INDEX score_events_user_time ON score_events (user_id, created_at);
