@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from app.hub import Slot
-from app.keys import HUB, SETTINGS, STREAMS
+from app.keys import HUB, SETTINGS, STREAM_SLOTS, STREAMS
 
 RETRY_MS = 2000
 
@@ -35,16 +35,18 @@ class _Client:
 async def stream(request: web.Request) -> web.StreamResponse:
     hub, settings = request.app[HUB], request.app[SETTINGS]
     last_seen = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
-    async with hub.stream_slot() as slot, sse_response(
-        request, ping_interval=settings.ping_interval, send_timeout=settings.send_timeout
-    ) as response:
-        request.app[STREAMS].add(response)
-        client = _Client(request, response, settings.send_timeout)
-        with contextlib.suppress(ConnectionError, TimeoutError):  # a gone or stalled client
-            await client.write(f"retry: {RETRY_MS}\n\n".encode())
-            if last_seen != hub.snapshot.version:
-                await client.write(hub.snapshot_frame)
-            await _forward(slot, client)
+    # Both caps refuse with a JSON error, before the stream's headers are sent.
+    with request.app[STREAM_SLOTS].acquire(request.remote):
+        async with hub.stream_slot() as slot, sse_response(
+            request, ping_interval=settings.ping_interval, send_timeout=settings.send_timeout
+        ) as response:
+            request.app[STREAMS].add(response)
+            client = _Client(request, response, settings.send_timeout)
+            with contextlib.suppress(ConnectionError, TimeoutError):  # a gone or stalled client
+                await client.write(f"retry: {RETRY_MS}\n\n".encode())
+                if last_seen != hub.snapshot.version:
+                    await client.write(hub.snapshot_frame)
+                await _forward(slot, client)
     return response
 
 

@@ -165,3 +165,16 @@ async def test_tokens_are_never_logged_or_echoed(client: Client, caplog: pytest.
     assert "POST /scores/increment" in caplog.text  # the access log is captured, so its silence counts
     for credential in sent:
         assert credential.split(".")[-1] not in caplog.text
+
+
+async def test_a_client_address_past_its_stream_cap_gets_429(make_client: Any, settings: Settings) -> None:
+    client = await make_client(replace(settings, stream_max_per_client=2))
+    first, second = await client.get("/stream"), await client.get("/stream")
+    try:
+        refused = await client.get("/stream")
+        assert refused.status == 429
+        assert (await refused.json())["error"]["code"] == "RATE_LIMITED"
+        assert refused.headers["Retry-After"]
+    finally:
+        first.close()
+        second.close()
