@@ -34,9 +34,12 @@ class Slot:
         self._frame = b""
         self._ready = asyncio.Event()
 
-    def put(self, frame: bytes) -> None:
+    def put(self, frame: bytes) -> bool:
+        """Hold `frame`; True if it replaced one the reader had not taken yet (coalesced)."""
+        replaced = self._ready.is_set()
         self._frame = frame
         self._ready.set()
+        return replaced
 
     async def take(self) -> bytes:
         await self._ready.wait()
@@ -53,7 +56,10 @@ class Hub:
         self._slots: set[Slot] = set()
         self.snapshot = Snapshot.of([])
         self.snapshot_frame = sse_frame("snapshot", self.snapshot)
+        # Counters for the metrics, read at scrape time.
         self.pushes = 0
+        self.coalesced = 0  # frames a slow stream skipped because a newer one replaced them
+        self.build_seconds = 0.0  # spent encoding pushes
 
     @property
     def open_streams(self) -> int:
@@ -64,27 +70,30 @@ class Hub:
         snapshot = Snapshot.of(await self._scoreboard.top(TOP_SIZE))
         if snapshot.version == self.snapshot.version:
             return False
+        started = time.perf_counter()
         self.snapshot = snapshot
         self.snapshot_frame = sse_frame("snapshot", snapshot)
         update = sse_frame("update", snapshot, ts=int(time.time() * 1000))
-        for slot in self._slots:
-            slot.put(update)
+        self.build_seconds += time.perf_counter() - started
+        self.coalesced += sum(slot.put(update) for slot in self._slots)
         self.pushes += 1
         return True
 
     async def run(self) -> None:
-        """Forever: wait for a change, respect the interval since the last read, read, push."""
+        """Forever: wait for a change, respect the interval since the last push, read, push."""
         async with self._bus.subscribe() as messages:
-            last_read = float("-inf")
+            last_push = float("-inf")
             async for _ in messages:
                 # The first change after a quiet period goes out at once; later ones wait for
                 # the interval, and the one-message bus queue folds them into one trailing read.
-                await asyncio.sleep(max(0.0, last_read + self._interval - time.monotonic()))
-                last_read = time.monotonic()
+                # Counted from the end of the last read: a read that takes longer than the one
+                # before must not bring two pushes closer together than the interval.
+                await asyncio.sleep(max(0.0, last_push + self._interval - time.monotonic()))
                 try:
                     await self.refresh()
                 except ServiceUnavailable as exc:
                     log.warning("top 10 not refreshed, database unavailable: %s", exc)
+                last_push = time.monotonic()
 
     @asynccontextmanager
     async def stream_slot(self) -> AsyncIterator[Slot]:

@@ -89,12 +89,18 @@ class Scoreboard:
         return standing
 
     async def _changed(self, board_write: Awaitable[None]) -> None:
-        """After a commit: update the read model, then tell every process to look again."""
+        """After a commit: update the read model, then tell every process to look again.
+
+        Each step may fail alone: with Redis down, the bus still tells this process's hub.
+        """
         try:
             await board_write
+        except LiveUnavailable as exc:
+            log.warning("read model not updated after commit (the reconciler repairs it): %s", exc)
+        try:
             await self._bus.publish(CHANGED)
         except LiveUnavailable as exc:
-            log.warning("read model not updated after commit (repaired on rebuild): %s", exc)
+            log.warning("other processes not told of a change (they resync when Redis returns): %s", exc)
 
 
 def _audit(result: IncrementResult, caller: str) -> dict[str, object]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from uuid import uuid4
@@ -17,7 +16,7 @@ from redis.backoff import NoBackoff
 from app.domain import Entry
 from app.live import RESYNC, Board, Bus, LiveUnavailable, open_live
 from app.live.redis import RedisBoard, RedisBus
-from tests.services import require_redis
+from tests.services import PrivateRedis, require_redis
 
 BACKENDS = [pytest.param("memory", id="memory"), pytest.param("redis", id="redis")]
 WAIT = 5.0
@@ -235,41 +234,6 @@ async def test_board_reads_with_a_decoding_client(prefix: str) -> None:
     finally:
         await _drop_keys(client, prefix)
         await client.aclose()
-
-
-class PrivateRedis:
-    """A throwaway redis-server on its own port, to kill and restart."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self._process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        async with asyncio.timeout(WAIT):
-            while not await self._answers():  # noqa: ASYNC110 - the port is the only readiness signal
-                await asyncio.sleep(0.05)
-
-    async def _answers(self) -> bool:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            return False
-        writer.close()
-        await writer.wait_closed()
-        return True
-
-    async def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            await self._process.wait()
-            self._process = None
 
 
 @pytest.fixture
