@@ -29,16 +29,13 @@ class Board(Protocol):
         """Record each entry unless the board already holds a newer `seq` for that user."""
 
     async def remove(self, user_id: str) -> None:
-        """Drop the user for good: later upserts for them are ignored until `replace`."""
+        """Drop the user for good: later upserts for them are ignored (deletion is final)."""
 
     async def top(self, limit: int) -> list[Entry]:
         """The first `limit` entries in rank order."""
 
     async def standing(self, user_id: str, around: int) -> Standing | None:
         """The user's rank and the entries from rank-around to rank+around; None if absent."""
-
-    async def replace(self, entries: Iterable[Entry]) -> None:
-        """Make the board hold exactly these entries (rebuild from the database)."""
 
 
 class Bus(Protocol):

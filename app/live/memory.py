@@ -58,14 +58,6 @@ class MemoryBoard:
         window = self._keys[max(index - around, 0) : index + around + 1]
         return Standing(entry, index + 1, tuple(self._entries[key[2]] for key in window))
 
-    async def replace(self, entries: Iterable[Entry]) -> None:
-        fresh: dict[str, Entry] = {}
-        for entry in entries:
-            if entry.user_id not in fresh or entry.seq >= fresh[entry.user_id].seq:
-                fresh[entry.user_id] = entry
-        # one sort instead of n inserts: a rebuild may hold every user
-        self._keys, self._entries, self._removed = sorted(map(_key, fresh.values())), fresh, set()
-
 
 class Messages:
     """What a subscriber iterates: a one-slot queue in which the newest message wins."""

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _OFFSET = 2**63
 _CHUNK = 500  # entries per script call: bounds both the argument list and the time Redis is busy
-_REBUILD_TTL = 600  # seconds a half-written rebuild survives its writer
 _POLL = 1.0
 _BACKOFF_MIN, _BACKOFF_MAX = 0.5, 5.0
 
@@ -40,10 +39,10 @@ local function cmp(a, b)
   return 0
 end
 """
-# KEYS: board, members (user -> member or 'deleted'), names. ARGV: ttl, then user, member, name
-# per entry; name is '+' .. name or '-' for none. A ttl > 0 marks keys being rebuilt.
+# KEYS: board, members (user -> member or 'deleted'), names. ARGV: user, member, name per entry;
+# name is '+' .. name or '-' for none.
 _UPSERT = _SEQ_CMP + """
-for i = 2, #ARGV, 3 do
+for i = 1, #ARGV, 3 do
   local user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local old = redis.call('HGET', KEYS[2], user)
   local order = old and old ~= 'deleted' and cmp(member, old) or 1
@@ -57,30 +56,14 @@ for i = 2, #ARGV, 3 do
     else redis.call('HSET', KEYS[3], user, string.sub(name, 2)) end
   end
 end
-if tonumber(ARGV[1]) > 0 then
-  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end
-end
 return 0
 """
-# KEYS: board, members, names; ARGV: user. The tombstone blocks later upserts until a rebuild.
+# KEYS: board, members, names; ARGV: user. The tombstone blocks later upserts: deletion is final.
 _REMOVE = """
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old and old ~= 'deleted' then redis.call('ZREM', KEYS[1], old) end
 redis.call('HSET', KEYS[2], ARGV[1], 'deleted')
 redis.call('HDEL', KEYS[3], ARGV[1])
-return 0
-"""
-# KEYS: rebuilt keys then live keys, in the same order; a missing rebuilt key means empty.
-_SWAP = """
-local half = #KEYS / 2
-for i = 1, half do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('RENAME', KEYS[i], KEYS[i + half])
-    redis.call('PERSIST', KEYS[i + half])
-  else
-    redis.call('DEL', KEYS[i + half])
-  end
-end
 return 0
 """
 # KEYS: board, members, names; ARGV: limit (top) or around, then the user for a standing.
@@ -150,13 +133,12 @@ class RedisBoard:
         self._keys = [f"{prefix}board", f"{prefix}members", f"{prefix}names"]
         self._upsert = client.register_script(_UPSERT)
         self._remove = client.register_script(_REMOVE)
-        self._swap = client.register_script(_SWAP)
         self._read = client.register_script(_READ)
 
     async def upsert(self, entries: Iterable[Entry]) -> None:
         with _reachable():
             for args in _chunks(entries):
-                await self._upsert(keys=self._keys, args=["0", *args])
+                await self._upsert(keys=self._keys, args=args)
 
     async def remove(self, user_id: str) -> None:
         with _reachable():
@@ -177,14 +159,6 @@ class RedisBoard:
             return None
         rank, window = int(reply[0]), _entries(reply[1:])
         return Standing(window[rank - max(rank - around, 0)], rank + 1, tuple(window))
-
-    async def replace(self, entries: Iterable[Entry]) -> None:
-        # readers keep the old board until one script swaps the rebuilt keys in
-        rebuild = [f"{self._prefix}rebuild:{uuid4().hex}:{key}" for key in ("board", "members", "names")]
-        with _reachable():
-            for args in _chunks(entries):
-                await self._upsert(keys=rebuild, args=[str(_REBUILD_TTL), *args])
-            await self._swap(keys=[*rebuild, *self._keys])
 
 
 class RedisBus:
