@@ -1,4 +1,4 @@
-"""Command line: serve (default) | migrate | token. Argument parsing only."""
+"""Command line: serve (default) | migrate | token | demo. Argument parsing only."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from app import demo, logs
 from app.auth import mint_token
 from app.config import ConfigError, Settings
 from app.store.migrations import migrate
@@ -20,12 +21,12 @@ log = logging.getLogger("app")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    logs.configure(settings.log_format)
     if args.command == "migrate":
         applied = migrate(settings.database_url)
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
@@ -34,9 +35,20 @@ def main(argv: list[str] | None = None) -> int:
             print("configuration error: JWT_SECRET: set it to mint a token", file=sys.stderr)
             return 2
         print(mint_token(settings, args.sub, args.scope, args.ttl))
+    elif args.command == "demo":
+        return demo.run(settings, args)
     else:
-        web.run_app(create_app(_with_secret(settings)), host=settings.host, port=settings.port)
+        serve(settings)
     return 0
+
+
+def serve(settings: Settings) -> None:
+    """One process; SIGTERM stops listening, ends streams, lets requests finish within SHUTDOWN_TIMEOUT."""
+    if settings.web_concurrency > 1:
+        log.warning("WEB_CONCURRENCY=%d: python -m app serves one process; the Procfile's gunicorn runs workers",
+                    settings.web_concurrency)
+    web.run_app(create_app(_with_secret(settings)), host=settings.host, port=settings.port,
+                shutdown_timeout=settings.shutdown_timeout, access_log=None)
 
 
 def _with_secret(settings: Settings) -> Settings:
@@ -57,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True, help="the caller's identity")
     token.add_argument("--scope", default="scores:write", help='space-separated, e.g. "scores:write users:write"')
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    demo.add_arguments(commands.add_parser("demo", help="simulated backends scoring players on a running server"))
     return parser
 
 

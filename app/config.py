@@ -52,6 +52,10 @@ class Settings:
     send_timeout: float = 15.0
     stream_max: int = 5000
     reconcile_interval: float = 60.0
+    log_format: str = "json"
+    shutdown_timeout: float = 10.0
+    web_concurrency: int = 1
+    prometheus_multiproc_dir: str | None = None
 
     @property
     def default_action(self) -> str:
@@ -88,9 +92,13 @@ class Settings:
             send_timeout=_seconds(environ, "SEND_TIMEOUT", cls.send_timeout),
             stream_max=_integer(environ, "STREAM_MAX", cls.stream_max, 1, 1_000_000),
             reconcile_interval=_seconds(environ, "RECONCILE_INTERVAL", cls.reconcile_interval),
+            **_operations(environ),
         )
         if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < 32:
             raise ConfigError("JWT_SECRET: use at least 32 bytes (HS256 needs a key as long as its hash)")
+        if settings.web_concurrency > 1 and (settings.redis_url is None or settings.database_url.startswith("sqlite")):
+            raise ConfigError("WEB_CONCURRENCY: more than 1 worker needs PostgreSQL (DATABASE_URL) and Redis "
+                              "(REDIS_URL); the embedded store and in-process bus serve one process only")
         if settings.jwt_public_key is not None:
             try:
                 _public_key_algorithm(settings.jwt_public_key)
@@ -193,6 +201,26 @@ def _security(environ: Mapping[str, str]) -> _SecuritySettings:
         "cors_origins": _origins(environ.get("CORS_ORIGINS", "")),
         "stream_max_per_client": _integer(
             environ, "STREAM_MAX_PER_CLIENT", Settings.stream_max_per_client, 1, 100_000),
+    }
+
+
+class _OperationsSettings(TypedDict):
+    log_format: str
+    shutdown_timeout: float
+    web_concurrency: int
+    prometheus_multiproc_dir: str | None
+
+
+def _operations(environ: Mapping[str, str]) -> _OperationsSettings:
+    """Logs, shutdown, worker processes and where they share their metrics."""
+    log_format = environ.get("LOG_FORMAT", Settings.log_format)
+    if log_format not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT: {log_format!r} is not json or text")
+    return {
+        "log_format": log_format,
+        "shutdown_timeout": _seconds(environ, "SHUTDOWN_TIMEOUT", Settings.shutdown_timeout),
+        "web_concurrency": _integer(environ, "WEB_CONCURRENCY", Settings.web_concurrency, 1, 256),
+        "prometheus_multiproc_dir": environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
     }
 
 

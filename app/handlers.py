@@ -12,12 +12,13 @@ from app.auth import Caller
 from app.domain import AuditEvent, IncrementResult, Standing
 from app.errors import UnsupportedMediaType, ValidationFailed
 from app.hub import TOP_SIZE
-from app.keys import HUB, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
+from app.keys import CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
 from app.snapshot import Snapshot, entry_body
 
 
 async def _caller(request: web.Request, scope: str) -> Caller:
     caller = await request.app[VERIFIER].caller(request.headers.get("Authorization"))
+    request[CALLER_SUB] = caller.sub
     caller.require(scope)
     return caller
 
@@ -77,6 +78,7 @@ async def increment(request: web.Request) -> web.Response:
     body = await _json_body(request, schemas.IncrementBody(list(request.app[SETTINGS].actions)))
     result, quota = await request.app[SCOREBOARD].increment(
         caller.sub, body["userId"], body["actionId"], body["action"])
+    request.app[METRICS].count_increment(result.applied)
     return web.json_response(_increment_body(result), headers=quota.headers() if quota else None)
 
 

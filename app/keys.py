@@ -1,6 +1,7 @@
 """Every application key: typed, so handlers get what they ask for."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from weakref import WeakSet
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from app.auth import Verifier
 from app.config import Settings
 from app.hardening import StreamSlots
 from app.hub import Hub
+from app.metrics import Metrics
 from app.moderation import Moderation
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
@@ -27,3 +29,9 @@ HUB = web.AppKey("scoreboard.hub", Hub)
 RECONCILER = web.AppKey("scoreboard.reconciler", Reconciler)
 # Open streams, so shutdown can stop them instead of waiting for their clients.
 STREAMS = web.AppKey("scoreboard.streams", WeakSet[EventSourceResponse])
+METRICS = web.AppKey("scoreboard.metrics", Metrics)
+OPENAPI = web.AppKey("scoreboard.openapi", bytes)  # the document, encoded once at startup
+# Redis status for /readyz: "ok", "unavailable" or "not configured".
+REQUEST_ID = web.RequestKey("scoreboard.request_id", str)  # echoed in X-Request-ID
+CALLER_SUB = web.RequestKey("scoreboard.caller_sub", str)  # for the access log, once authenticated
+REDIS_STATUS: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("scoreboard.redis_status")

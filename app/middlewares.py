@@ -1,6 +1,7 @@
 """One error middleware: every failure becomes the contract's error body and status."""
 from __future__ import annotations
 
+import errno
 import logging
 
 from aiohttp import web
@@ -45,6 +46,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # escapes aiohttp's static files
+            return error_response(errors.NotFound("no such file"))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(errors.InternalError("internal error"))

@@ -1,19 +1,35 @@
-"""Operations endpoints: liveness and readiness."""
+"""Operations endpoints: liveness, readiness, metrics and the OpenAPI document."""
 from __future__ import annotations
 
+import os
+
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.errors import ServiceUnavailable
-from app.keys import STORE
+from app.keys import HUB, LIMITER, METRICS, OPENAPI, RECONCILER, REDIS_STATUS, STORE
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready while the database answers; Redis is reported, but its absence only degrades the service."""
+    redis = await request.app[REDIS_STATUS]()
     try:
         await request.app[STORE].ping()
     except ServiceUnavailable as exc:
-        return web.json_response({"status": "unavailable", "failed": {"database": exc.message}}, status=503)
-    return web.json_response({"status": "ready"})
+        body = {"status": "unavailable", "failed": {"database": exc.message}, "redis": redis}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ready", "redis": redis})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    app[METRICS].sample(app[HUB], app[RECONCILER], app[LIMITER])
+    return web.Response(body=app[METRICS].exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")

@@ -27,3 +27,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete("/users/{userId}/flag", handlers.clear_flag)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/openapi.json", ops.openapi)

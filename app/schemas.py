@@ -87,5 +87,72 @@ class EventsQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    cursor = Cursor(load_default=None)
+    cursor = Cursor(load_default=None, metadata={"type": "string", "description": "nextCursor of a previous page"})
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+# Response bodies: they document what the handlers send (the OpenAPI document is built from them).
+class EntryBody(Schema):
+    rank = fields.Integer(required=True)
+    userId = fields.String(required=True)
+    displayName = fields.String(required=True, allow_none=True)
+    score = fields.Integer(required=True)
+
+
+class TopResponse(Schema):
+    entries = fields.List(fields.Nested(EntryBody), required=True)
+    version = fields.String(required=True, metadata={"description": "the top-N state; also the ETag"})
+    generatedAt = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class ScoreResponse(Schema):
+    userId = fields.String(required=True)
+    displayName = fields.String(required=True, allow_none=True)
+    score = fields.Integer(required=True)
+    rank = fields.Integer(required=True)
+    around = fields.List(fields.Nested(EntryBody), metadata={"description": "only with ?around="})
+
+
+class IncrementResponse(Schema):
+    userId = fields.String(required=True)
+    actionId = fields.String(required=True)
+    action = fields.String(required=True)
+    delta = fields.Integer(required=True)
+    newScore = fields.Integer(required=True)
+    applied = fields.Boolean(required=True, metadata={"description": "false for a replayed actionId"})
+
+
+class AuditEventBody(Schema):
+    actionId = fields.String(required=True)
+    action = fields.String(required=True)
+    delta = fields.Integer(required=True)
+    scoreAfter = fields.Integer(required=True)
+    caller = fields.String(required=True)
+    at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class EventsResponse(Schema):
+    events = fields.List(fields.Nested(AuditEventBody), required=True)
+    nextCursor = fields.String(required=True, allow_none=True)
+
+
+class ErrorDetail(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+
+
+class ErrorBody(Schema):
+    error = fields.Nested(ErrorDetail, required=True)
+
+
+class HealthResponse(Schema):
+    status = fields.String(required=True)
+    pid = fields.Integer(required=True, metadata={"description": "the worker process that answered"})
+
+
+class ReadyResponse(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ready", "unavailable"]})
+    failed = fields.Dict(keys=fields.String(), values=fields.String(),
+                         metadata={"description": "failing required dependency: its error"})
+    redis = fields.String(metadata={"description": "ok, unavailable, or not configured (degraded, still ready)"})

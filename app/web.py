@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 from weakref import WeakSet
 
@@ -14,10 +14,27 @@ from app.config import Settings
 from app.cors import cors_headers, cors_preflight
 from app.hardening import HEADER_LIMITS, StreamSlots, security_headers
 from app.hub import Hub
-from app.keys import HUB, LIMITER, MODERATION, RECONCILER, SCOREBOARD, SETTINGS, STORE, STREAM_SLOTS, STREAMS, VERIFIER
+from app.keys import (
+    HUB,
+    LIMITER,
+    METRICS,
+    MODERATION,
+    OPENAPI,
+    RECONCILER,
+    REDIS_STATUS,
+    SCOREBOARD,
+    SETTINGS,
+    STORE,
+    STREAM_SLOTS,
+    STREAMS,
+    VERIFIER,
+)
 from app.live import LiveUnavailable, open_live
+from app.logs import access_log, echo_request_id
+from app.metrics import Metrics, metrics_middleware
 from app.middlewares import error_middleware
 from app.moderation import Moderation
+from app.openapi import openapi_document
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
 from app.routes import setup_routes
@@ -33,16 +50,20 @@ MAX_BODY_BYTES = 4096
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, cors_preflight], client_max_size=MAX_BODY_BYTES,
-                          handler_args=HEADER_LIMITS)
+    metrics = Metrics(settings.prometheus_multiproc_dir)
+    middlewares = [access_log, metrics_middleware(metrics), error_middleware, cors_preflight]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
     app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[OPENAPI] = openapi_document(settings)
     app[VERIFIER] = Verifier(settings)
     app[STREAM_SLOTS] = StreamSlots(settings.stream_max_per_client)
-    app.on_response_prepare.extend([security_headers, cors_headers])
+    app.on_response_prepare.extend([security_headers, cors_headers, echo_request_id])
     # Entered in order, exited in reverse, each only if its start succeeded.
     app[STREAMS] = WeakSet()
     app.cleanup_ctx.extend([_keys, _store, _live, _background])
     app.on_shutdown.append(_stop_streams)
+    app.on_cleanup.append(_close_metrics)
     setup_routes(app)
     return app
 
@@ -75,6 +96,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         app[SCOREBOARD] = scoreboard
         app[HUB] = Hub(scoreboard, bus, settings.push_interval, settings.stream_max)
         app[RECONCILER] = Reconciler(app[STORE], board, bus, settings.reconcile_interval)
+        app[REDIS_STATUS] = _redis_status(redis)
         yield
     finally:
         if redis is not None:
@@ -88,6 +110,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await reconciler.reconcile()
     await hub.refresh()
     tasks = [asyncio.create_task(hub.run(), name="hub"), asyncio.create_task(reconciler.run(), name="reconciler")]
+    if app[SETTINGS].prometheus_multiproc_dir is not None:
+        sampling = app[METRICS].keep_sampling(hub, reconciler, app[LIMITER])
+        tasks.append(asyncio.create_task(sampling, name="metrics"))
     yield
     for task in tasks:
         await stop(task)
@@ -98,6 +123,25 @@ async def _stop_streams(app: web.Application) -> None:
     streams = app[STREAMS]
     for response in tuple(streams):  # a copy: stopped streams leave the set as they end
         response.stop_streaming()
+
+
+async def _close_metrics(app: web.Application) -> None:
+    app[METRICS].close()
+
+
+def _redis_status(redis: redis.asyncio.Redis | None) -> Callable[[], Awaitable[str]]:
+    async def status() -> str:
+        if redis is None:
+            return "not configured"
+        from redis.exceptions import RedisError
+
+        try:
+            await redis.ping()
+        except (RedisError, OSError):
+            return "unavailable"
+        return "ok"
+
+    return status
 
 
 def _redis_client(url: str | None) -> redis.asyncio.Redis | None:

@@ -1,0 +1,106 @@
+"""Prometheus metrics: one registry per app, the request middleware, and counters sampled at scrape time.
+
+With several worker processes, set PROMETHEUS_MULTIPROC_DIR (an empty directory per start):
+every process writes its values there and a scrape of any worker sums them all.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+from app.errors import AppError
+from app.hub import Hub
+from app.ratelimit import RateLimiter
+from app.reconcile import Reconciler
+
+# The contract's codes by status (one code per status), for refusals counted from the response.
+CODES = {kind.status: kind.code for kind in AppError.__subclasses__()}
+INCREMENT_ROUTE = ("POST", "/scores/increment")
+SAMPLE_INTERVAL = 1.0  # seconds: how stale another worker's sampled counters may be
+UNMATCHED = "unmatched"  # every unknown path shares one label: URLs never become label values
+
+
+class Metrics:
+    def __init__(self, multiprocess_dir: str | None) -> None:
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.increments = Counter("scoreboard_increments", "Increments by outcome (applied, duplicate, rejected)",
+                                  ["outcome", "code"], registry=registry)
+        self.latency = Histogram("scoreboard_request_duration_seconds", "Request latency by route",
+                                 ["method", "route"], registry=registry)
+        self.rate_limited = Counter("scoreboard_rate_limit_hits", "Requests refused with 429", ["route"],
+                                    registry=registry)
+        self.dependency_errors = Counter("scoreboard_dependency_errors", "Dependency failures by dependency",
+                                         ["dependency"], registry=registry)
+        self._redis_errors_seen = 0
+        self.open_streams = Gauge("scoreboard_open_streams", "Open event streams", registry=registry,
+                                  multiprocess_mode="livesum")
+        self.hub = Gauge("scoreboard_hub", "Hub counters since start: pushes, coalesced, build_seconds",
+                         ["counter"], registry=registry, multiprocess_mode="sum")
+        self.reconciler = Gauge("scoreboard_read_model", "Reconciler counters since start: runs, repaired",
+                                ["counter"], registry=registry, multiprocess_mode="sum")
+
+    def count_increment(self, applied: bool) -> None:
+        self.increments.labels("applied" if applied else "duplicate", "").inc()
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.latency.labels(method, route).observe(seconds)
+        if status == 429:
+            self.rate_limited.labels(route).inc()
+        if (method, route) == INCREMENT_ROUTE and status >= 400:
+            self.increments.labels("rejected", CODES.get(status, "INTERNAL_ERROR")).inc()
+        if status == 503 and route != "/stream":  # /stream's 503 is its cap, not the database
+            self.dependency_errors.labels("database").inc()
+
+    def sample(self, hub: Hub, reconciler: Reconciler, limiter: RateLimiter) -> None:
+        """Copy the counters the hub, reconciler and limiter keep into this process's gauges."""
+        self.open_streams.set(hub.open_streams)
+        for name, value in (("pushes", hub.pushes), ("coalesced", hub.coalesced),
+                            ("build_seconds", hub.build_seconds)):
+            self.hub.labels(name).set(value)
+        self.reconciler.labels("runs").set(reconciler.runs)
+        self.reconciler.labels("repaired").set(reconciler.repaired)
+        # Redis failures: the limiter's fallbacks to process-local counters (each is a failed Redis call).
+        self.dependency_errors.labels("redis").inc(limiter.fallbacks - self._redis_errors_seen)
+        self._redis_errors_seen = limiter.fallbacks
+
+    async def keep_sampling(self, hub: Hub, reconciler: Reconciler, limiter: RateLimiter) -> None:
+        """In multiprocess mode a scrape reaches one worker: every worker samples on its own."""
+        while True:
+            self.sample(hub, reconciler, limiter)
+            await asyncio.sleep(SAMPLE_INTERVAL)
+
+    def exposition(self) -> bytes:
+        """The text format: this app's registry, or every worker's values in multiprocess mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+
+
+def route_of(request: web.Request) -> str:
+    """The route's canonical path (/scores/{userId}), never the raw URL."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+def metrics_middleware(metrics: Metrics) -> Middleware:
+    @web.middleware
+    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)  # inside the error middleware's answer: never raises
+        metrics.observe(request.method, route_of(request), response.status, time.perf_counter() - started)
+        return response
+
+    return timed

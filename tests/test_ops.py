@@ -1,0 +1,149 @@
+"""Operations: metrics move with traffic, /readyz follows PostgreSQL, request ids and JSON logs, SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from app.config import Settings
+from app.logs import JsonFormatter, RequestIdFilter
+from tests.conftest import SECRET, PostgresSchema, auth, eventually
+from tests.servers import environment, running, serve_command
+from tests.tcp_proxy import TcpProxy
+
+
+def _sample(text: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+async def _metrics(client: Any) -> str:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    return str(await response.text())
+
+
+async def test_metrics_move_with_traffic(client: Any) -> None:
+    body = {"userId": "u1", "actionId": "a1"}
+    for _ in range(2):  # applied, then duplicate
+        await client.post("/scores/increment", json=body, headers=auth())
+    await client.post("/scores/increment", json={"userId": "u1"}, headers=auth())
+    await client.get("/scores/nobody")
+    text = await _metrics(client)
+    increments = "scoreboard_increments_total"
+    assert _sample(text, increments, '{code="",outcome="applied"}') == 1
+    assert _sample(text, increments, '{code="",outcome="duplicate"}') == 1
+    assert _sample(text, increments, '{code="VALIDATION_FAILED",outcome="rejected"}') == 1
+    count = "scoreboard_request_duration_seconds_count"
+    assert _sample(text, count, '{method="GET",route="/scores/{userId}"}') == 1  # the route, not the URL
+    assert _sample(text, 'scoreboard_read_model{counter="runs"}') >= 1
+    assert "scoreboard_open_streams 0.0" in text
+
+    async def pushed() -> None:  # through the bus: Redis delivers it a moment later
+        assert _sample(await _metrics(client), 'scoreboard_hub{counter="pushes"}') >= 1
+
+    await eventually(pushed)
+
+
+async def test_open_streams_and_rate_limit_hits_are_counted(make_client: Any, settings: Settings) -> None:
+    from dataclasses import replace
+
+    client = await make_client(replace(settings, rate_limit_user="1/minute"))
+    for action_id in ("a1", "a2"):
+        await client.post("/scores/increment", json={"userId": "u1", "actionId": action_id}, headers=auth())
+    async with client.get("/stream") as stream:
+        await stream.content.readuntil(b"\n\n")
+        text = await _metrics(client)
+    assert "scoreboard_open_streams 1.0" in text
+    assert _sample(text, "scoreboard_rate_limit_hits_total", '{route="/scores/increment"}') == 1
+    assert _sample(text, "scoreboard_increments_total", '{code="RATE_LIMITED",outcome="rejected"}') == 1
+
+
+async def test_request_id_is_echoed_or_generated(client: Any) -> None:
+    given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    for bad in ("x" * 65, "a b"):
+        generated = await client.get("/healthz", headers={"X-Request-ID": bad})
+        assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["X-Request-ID"])
+
+
+async def test_one_json_access_line_per_request_without_the_token(client: Any,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    headers = {**auth(sub="backend-7"), "X-Request-ID": "req-1"}
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO):
+        await client.post("/scores/increment", json={"userId": "u1", "actionId": "a1"}, headers=headers)
+    lines = [json.loads(JsonFormatter().format(record)) for record in caplog.records]
+    access = [line for line in lines if line["logger"] == "app.access"]
+    assert len(access) == 1
+    assert access[0]["requestId"] == "req-1"
+    assert access[0]["request"] == {"method": "POST", "route": "/scores/increment", "status": 200,
+                                    "latencyMs": access[0]["request"]["latencyMs"], "sub": "backend-7"}
+    audit = [line for line in lines if "audit" in line]
+    assert audit[0]["audit"]["caller"] == "backend-7" and audit[0]["requestId"] == "req-1"
+    assert headers["Authorization"].split()[1] not in caplog.text
+
+
+async def test_readyz_reports_redis_and_healthz_the_pid(client: Any, settings: Settings) -> None:
+    ready = await (await client.get("/readyz")).json()
+    assert ready["status"] == "ready"
+    assert ready["redis"] == ("ok" if settings.redis_url else "not configured")
+    assert isinstance((await (await client.get("/healthz")).json())["pid"], int)
+
+
+async def test_readyz_stays_ready_when_only_redis_is_down(make_client: Any, tmp_path: Path) -> None:
+    settings = Settings(jwt_secret=SECRET, database_url=f"sqlite:///{tmp_path}/db.sqlite",
+                        redis_url="redis://127.0.0.1:1/0")
+    client = await make_client(settings)
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert (await response.json())["redis"] == "unavailable"
+
+
+@pytest.fixture
+async def proxy(postgres_schema: PostgresSchema) -> AsyncIterator[TcpProxy]:
+    target = urlsplit(postgres_schema.base_url)
+    tcp = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await tcp.start()
+    yield tcp
+    await tcp.stop()
+
+
+async def test_readyz_turns_503_without_postgres_and_back(make_client: Any, postgres_schema: PostgresSchema,
+                                                          proxy: TcpProxy) -> None:
+    url = urlsplit(postgres_schema.url)
+    via_proxy = url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}").geturl()
+    client = await make_client(Settings(jwt_secret=SECRET, database_url=via_proxy, db_timeout=2.0))
+    assert (await client.get("/readyz")).status == 200
+    await proxy.stop()
+    down = await client.get("/readyz")
+    assert down.status == 503
+    assert "database" in (await down.json())["failed"]
+    await proxy.start()
+    statuses = []
+    for _ in range(20):  # a pooled connection broken by the outage may fail once more
+        statuses.append((await client.get("/readyz")).status)
+        if statuses[-1] == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses[-1] == 200
+
+
+def test_sigterm_ends_streams_and_exits_within_the_timeout(tmp_path: Path) -> None:
+    env = environment(DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite", SHUTDOWN_TIMEOUT="5")
+    with running(serve_command(), env, tmp_path / "server.log") as server:
+        stream = urllib.request.urlopen(server.url + "/stream", timeout=10)
+        stream.readline()  # the stream is open
+        seconds = server.terminate()
+        assert stream.read() is not None  # the server ended it
+    print(f"SIGTERM to exit: {seconds:.2f} s")
+    assert server.process.returncode == 0
+    assert seconds < 5
