@@ -4,10 +4,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import psycopg2
@@ -16,7 +17,8 @@ from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.web import create_app
-from tests.services import require_postgres, require_redis
+from tests.services import PrivateRedis, require_postgres, require_redis, require_redis_server
+from tests.tcp_proxy import TcpProxy
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for every HMAC size
 
@@ -140,3 +142,25 @@ async def eventually(check: Callable[[], Awaitable[None]], within: float = 3.0) 
 async def top_entries(client: TestClient[Any, Any]) -> list[tuple[int, str, str | None, int]]:
     body = await (await client.get("/top")).json()
     return [(e["rank"], e["userId"], e["displayName"], e["score"]) for e in body["entries"]]
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[PrivateRedis]:
+    """A redis-server of the test's own, to kill and restart."""
+    require_redis_server()
+    server = PrivateRedis()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()
+
+
+@pytest.fixture
+async def proxy(postgres_schema: PostgresSchema) -> AsyncIterator[TcpProxy]:
+    """A cuttable TCP path to the test's PostgreSQL."""
+    target = urlsplit(postgres_schema.base_url)
+    tcp = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await tcp.start()
+    yield tcp
+    await tcp.stop()

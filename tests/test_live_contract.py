@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from uuid import uuid4
@@ -225,19 +223,6 @@ async def test_board_reads_with_a_decoding_client(prefix: str) -> None:
         await _drop_keys(client, prefix)
         await client.aclose()
 
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed; CI needs it", pytrace=False)
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.kill()
 
 
 async def test_survives_a_redis_restart(private_redis: PrivateRedis, prefix: str) -> None:

@@ -6,7 +6,6 @@ import json
 import logging
 import re
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,14 +106,6 @@ async def test_readyz_stays_ready_when_only_redis_is_down(make_client: Any, tmp_
     assert response.status == 200
     assert (await response.json())["redis"] == "unavailable"
 
-
-@pytest.fixture
-async def proxy(postgres_schema: PostgresSchema) -> AsyncIterator[TcpProxy]:
-    target = urlsplit(postgres_schema.base_url)
-    tcp = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
-    await tcp.start()
-    yield tcp
-    await tcp.stop()
 
 
 async def test_readyz_turns_503_without_postgres_and_back(make_client: Any, postgres_schema: PostgresSchema,

@@ -2,24 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
-
-import pytest
 
 from app.config import Settings
 from tests.conftest import SECRET, PostgresSchema, auth
 from tests.tcp_proxy import TcpProxy
-
-
-@pytest.fixture
-async def proxy(postgres_schema: PostgresSchema) -> AsyncIterator[TcpProxy]:
-    target = urlsplit(postgres_schema.base_url)
-    tcp = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
-    await tcp.start()
-    yield tcp
-    await tcp.stop()
 
 
 async def test_database_outage_is_503_then_recovers(make_client: Any, postgres_schema: PostgresSchema,

@@ -3,9 +3,6 @@ processes through Redis, and process-local counters while Redis is down."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -100,19 +97,6 @@ async def test_embedded_instances_count_in_their_own_memory(make_client: Any, tm
     assert await _statuses(first, "u1", 3) == [200, 200, 429]
     assert await _statuses(second, "u1", 3) == [200, 200, 429]
 
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed; CI needs it", pytrace=False)
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.kill()
 
 
 async def test_limits_fall_back_to_this_process_while_redis_is_down(

@@ -7,32 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg2
-import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
 from tests.conftest import SECRET, MakeClient, PostgresSchema, auth, eventually
-from tests.services import PrivateRedis, require_redis_server
+from tests.services import PrivateRedis
 from tests.sse import SSEReader
 
 USERS = [f"player{i}" for i in range(5)]
 WAIT = 5.0
 RECOVERY = 20.0  # generous: the bus reconnects with a backoff of up to 5 s
 
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    require_redis_server()
-    server = PrivateRedis()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.kill()
 
 
 async def until_update(reader: SSEReader, expected: dict[str, int], within: float) -> None:
