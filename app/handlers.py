@@ -15,6 +15,12 @@ from app.hub import TOP_SIZE
 from app.keys import CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
 from app.snapshot import Snapshot, entry_body
 
+# Built once: marshmallow copies every declared field when a schema is constructed.
+_USER_PATH = schemas.UserPath()
+_TOP_QUERY = schemas.TopQuery()
+_SCORE_QUERY = schemas.ScoreQuery()
+_USER_BODY = schemas.UserBody()
+_EVENTS_QUERY = schemas.EventsQuery()
 
 async def _caller(request: web.Request, scope: str) -> Caller:
     caller = await request.app[VERIFIER].caller(request.headers.get("Authorization"))
@@ -46,7 +52,7 @@ async def _json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
 
 
 def _user_id(request: web.Request) -> str:
-    user_id: str = _load(schemas.UserPath(), {"userId": request.match_info["userId"]})["userId"]
+    user_id: str = _load(_USER_PATH, {"userId": request.match_info["userId"]})["userId"]
     return user_id
 
 
@@ -75,7 +81,7 @@ def _etag_matches(request: web.Request, version: str) -> bool:
 
 async def increment(request: web.Request) -> web.Response:
     caller = await _caller(request, "scores:write")
-    body = await _json_body(request, schemas.IncrementBody(list(request.app[SETTINGS].actions)))
+    body = await _json_body(request, schemas.increment_body(tuple(request.app[SETTINGS].actions)))
     result, quota = await request.app[SCOREBOARD].increment(
         caller.sub, body["userId"], body["actionId"], body["action"])
     request.app[METRICS].count_increment(result.applied)
@@ -83,7 +89,7 @@ async def increment(request: web.Request) -> web.Response:
 
 
 async def top(request: web.Request) -> web.Response:
-    limit = _load(schemas.TopQuery(), request.query)["limit"]
+    limit = _load(_TOP_QUERY, request.query)["limit"]
     hub = request.app[HUB]
     # The hub's top 10 is kept current by the bus: no database or Redis round trip for it.
     snapshot = hub.snapshot if limit == TOP_SIZE else Snapshot.of(await request.app[SCOREBOARD].top(limit))
@@ -95,7 +101,7 @@ async def top(request: web.Request) -> web.Response:
 
 async def score(request: web.Request) -> web.Response:
     user_id = _user_id(request)
-    around = _load(schemas.ScoreQuery(), request.query)["around"]
+    around = _load(_SCORE_QUERY, request.query)["around"]
     standing = await request.app[SCOREBOARD].standing(user_id, around)
     return web.json_response(_standing_body(standing, around if "around" in request.query else None))
 
@@ -103,7 +109,7 @@ async def score(request: web.Request) -> web.Response:
 async def put_user(request: web.Request) -> web.Response:
     await _caller(request, "users:write")
     user_id = _user_id(request)
-    body = await _json_body(request, schemas.UserBody())
+    body = await _json_body(request, _USER_BODY)
     standing = await request.app[SCOREBOARD].save_user(user_id, body["displayName"])
     return web.json_response(_standing_body(standing))
 
@@ -117,7 +123,7 @@ async def delete_user(request: web.Request) -> web.Response:
 async def user_events(request: web.Request) -> web.Response:
     await _caller(request, "audit:read")
     user_id = _user_id(request)
-    query = _load(schemas.EventsQuery(), request.query)
+    query = _load(_EVENTS_QUERY, request.query)
     events, next_id = await request.app[MODERATION].events(user_id, query["cursor"], query["limit"])
     return web.json_response({
         "events": [_event_body(event) for event in events],

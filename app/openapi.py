@@ -31,7 +31,7 @@ def openapi_document(settings: Settings) -> bytes:
                    info={"description": "Durable, idempotent score increments and a live top 10."})
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("ErrorBody", schema=schemas.ErrorBody)
-    increment_body = schemas.IncrementBody(list(settings.actions))
+    increment_body = schemas.increment_body(tuple(settings.actions))
     spec.components.schema("IncrementBody", schema=increment_body)
     for error in ERRORS:
         spec.components.response(str(error.status), {

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates
@@ -31,6 +32,12 @@ class IncrementBody(Schema):
     def _known_action(self, value: str | None, **kwargs: Any) -> None:
         if value is not None and value not in self.actions:
             raise ValidationError(f"must be one of: {', '.join(self.actions)}")
+
+
+@functools.cache
+def increment_body(actions: tuple[str, ...]) -> IncrementBody:
+    """One schema per action table, built once rather than per request."""
+    return IncrementBody(list(actions))
 
 
 class UserBody(Schema):
