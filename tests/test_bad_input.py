@@ -85,3 +85,21 @@ async def test_unknown_route_and_method_use_the_error_body(client: Client) -> No
     wrong = await client.patch("/top")
     assert (wrong.status, (await wrong.json())["error"]["code"]) == (405, "METHOD_NOT_ALLOWED")
     assert "GET" in wrong.headers["Allow"]
+
+
+async def test_an_unexpected_failure_is_500_without_internals(settings: Any, aiohttp_client: Any) -> None:
+    from aiohttp import web
+
+    from app.web import create_app
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internal detail at /srv/app.py line 42")
+
+    app = create_app(settings)
+    app.router.add_get("/broken", broken)  # a bug stand-in: the route table is ours to extend in a test
+    client = await aiohttp_client(app)
+    response = await client.get("/broken")
+    assert response.status == 500
+    text = await response.text()
+    assert "secret" not in text and "Traceback" not in text
+    assert await response.json() == {"error": {"code": "INTERNAL_ERROR", "message": "internal error", "details": {}}}

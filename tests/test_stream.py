@@ -118,6 +118,16 @@ async def test_another_last_event_id_gets_the_snapshot_at_once(client: Client, h
         assert first.json()["entries"] == top["entries"]
 
 
+async def test_a_deleted_user_leaves_the_stream_at_once(client: Client) -> None:
+    await seed(client, {"a": 30, "gone": 20})
+    async with stream(client) as reader:
+        assert (await reader.event(WAIT)).type == "snapshot"
+        response = await client.delete("/users/gone", headers=auth())
+        assert response.status == 204
+        update = await next_update(reader)
+        assert [e[1] for e in update.entries()] == ["a"]
+
+
 async def test_an_update_carries_the_push_time(client: Client) -> None:
     await seed(client, {"a": 10})
     async with stream(client) as reader:
