@@ -10,10 +10,11 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from app import demo, logs
-from app.auth import mint_token
+from app.auth.tokens import mint_token
 from app.config import ConfigError, Settings
+from app.ops import logs
 from app.store.migrations import migrate
+from app.tools import demo
 from app.web import create_app
 
 log = logging.getLogger("app")

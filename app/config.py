@@ -11,7 +11,7 @@ import limits
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from app.keyring import load_jwks_file
+from app.auth.keyring import load_jwks_file
 
 DEFAULT_DATABASE_URL = "sqlite:///./scoreboard.db"
 ACTION_ITEM = re.compile(r"^([A-Za-z0-9_.:-]{1,32})=(-?\d{1,10})$")

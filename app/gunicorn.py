@@ -6,8 +6,8 @@ import sys
 
 from aiohttp import web
 
-from app import logs
 from app.config import ConfigError, Settings
+from app.ops import logs
 from app.web import create_app
 
 WORKER_BOOT_ERROR = 3  # gunicorn's code for "stop the arbiter, do not respawn"

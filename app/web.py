@@ -9,12 +9,11 @@ from weakref import WeakSet
 
 from aiohttp import web
 
-from app.auth import Verifier
+from app.auth.tokens import Verifier
 from app.config import Settings
-from app.cors import cors_headers, cors_preflight
-from app.hardening import HEADER_LIMITS, StreamSlots, security_headers
-from app.hub import Hub
-from app.keys import (
+from app.http.cors import cors_headers, cors_preflight
+from app.http.hardening import HEADER_LIMITS, StreamSlots, security_headers
+from app.http.keys import (
     HUB,
     LIMITER,
     METRICS,
@@ -29,15 +28,16 @@ from app.keys import (
     STREAMS,
     VERIFIER,
 )
+from app.http.middlewares import error_middleware
+from app.http.openapi import openapi_document
+from app.http.routes import setup_routes
+from app.hub import Hub
 from app.live import LiveUnavailable, open_live
-from app.logs import access_log, echo_request_id
-from app.metrics import Metrics, metrics_middleware
-from app.middlewares import error_middleware
 from app.moderation import Moderation
-from app.openapi import openapi_document
+from app.ops.logs import access_log, echo_request_id
+from app.ops.metrics import Metrics, metrics_middleware
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
-from app.routes import setup_routes
 from app.service import Scoreboard
 from app.store import open_store
 from app.store.migrations import migrate

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from app.auth import mint_token
+from app.auth.tokens import mint_token
 from app.config import Settings
 from app.web import create_app
 from bench import scenarios

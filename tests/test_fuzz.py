@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from app.auth.keyring import parse_jwks
 from app.config import Settings
-from app.keyring import parse_jwks
 from tests.conftest import SECRET, token
 
 Client = TestClient[Any, Any]

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.errors import RateLimited
-from app.hardening import SECURITY_HEADERS, StreamSlots
+from app.http.hardening import SECURITY_HEADERS, StreamSlots
 from tests.conftest import SECRET, auth, token
 
 Client = TestClient[Any, Any]

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.config import Settings
-from app.keys import MODERATION
+from app.http.keys import MODERATION
 from tests.conftest import auth
 
 Client = TestClient[Any, Any]

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.config import Settings
-from app.logs import JsonFormatter, RequestIdFilter
+from app.ops.logs import JsonFormatter, RequestIdFilter
 from tests.conftest import SECRET, PostgresSchema, auth, eventually
 from tests.servers import environment, running, serve_command
 from tests.tcp_proxy import TcpProxy

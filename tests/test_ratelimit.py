@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.config import Settings
-from app.keys import LIMITER
+from app.http.keys import LIMITER
 from tests.conftest import SECRET, PostgresSchema, auth
 from tests.services import require_redis
 from tests.test_live_contract import PrivateRedis

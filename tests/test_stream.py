@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from app.config import Settings
-from app.keys import HUB
+from app.http.keys import HUB
 from app.web import create_app
 from tests.conftest import MakeClient, auth, eventually, top_entries
 from tests.sse import Block, SSEReader

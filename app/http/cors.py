@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from app.keys import SETTINGS
+from app.http.keys import SETTINGS
 
 ALLOW_HEADERS = "Authorization, Content-Type"
 EXPOSE_HEADERS = "ETag, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"

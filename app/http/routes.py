@@ -5,9 +5,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app import handlers, ops, stream
+from app.http import handlers, ops, stream
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 
 
 async def index(request: web.Request) -> web.FileResponse:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from app.http.keys import HUB, SETTINGS, STREAM_SLOTS, STREAMS
 from app.hub import Slot
-from app.keys import HUB, SETTINGS, STREAM_SLOTS, STREAMS
 
 RETRY_MS = 2000
 

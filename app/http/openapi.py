@@ -8,8 +8,9 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from app import errors, schemas
+from app import errors
 from app.config import Settings
+from app.http import schemas
 
 JSON = "application/json"
 ERRORS: tuple[type[errors.AppError], ...] = (

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import jwt
 
+from app.auth.keyring import KeyRing, VerificationKey, load_jwks_file
 from app.config import Settings
 from app.errors import Forbidden, Unauthenticated
-from app.keyring import KeyRing, VerificationKey, load_jwks_file
 
 LEEWAY_SECONDS = 10  # clock skew between the caller's host and ours; policy: at most 30 s
 KID_MAX_LENGTH = 256

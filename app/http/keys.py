@@ -7,12 +7,12 @@ from weakref import WeakSet
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from app.auth import Verifier
+from app.auth.tokens import Verifier
 from app.config import Settings
-from app.hardening import StreamSlots
+from app.http.hardening import StreamSlots
 from app.hub import Hub
-from app.metrics import Metrics
 from app.moderation import Moderation
+from app.ops.metrics import Metrics
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
 from app.service import Scoreboard

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from app.auth import mint_token
+from app.auth.tokens import mint_token
 from app.config import Settings
 
 SCOPES = "scores:write users:write"

@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from app.keys import CALLER_SUB, REQUEST_ID
-from app.metrics import route_of
+from app.http.keys import CALLER_SUB, REQUEST_ID
+from app.ops.metrics import route_of
 
 access = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"

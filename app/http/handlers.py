@@ -7,12 +7,12 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from app import schemas
-from app.auth import Caller
+from app.auth.tokens import Caller
 from app.domain import AuditEvent, IncrementResult, Standing
 from app.errors import UnsupportedMediaType, ValidationFailed
+from app.http import schemas
+from app.http.keys import CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
 from app.hub import TOP_SIZE
-from app.keys import CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
 from app.snapshot import Snapshot, entry_body
 
 # Built once: marshmallow copies every declared field when a schema is constructed.

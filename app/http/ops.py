@@ -7,7 +7,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.errors import ServiceUnavailable
-from app.keys import HUB, LIMITER, METRICS, OPENAPI, RECONCILER, REDIS_STATUS, STORE
+from app.http.keys import HUB, LIMITER, METRICS, OPENAPI, RECONCILER, REDIS_STATUS, STORE
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,0 +1,1 @@
+"""Caller authentication: JWT verification (tokens.py) and the verification keys (keyring.py)."""

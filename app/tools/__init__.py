@@ -1,0 +1,1 @@
+"""Tools that drive a running server from outside (the demo load)."""
