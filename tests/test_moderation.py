@@ -1,7 +1,6 @@
 """Anomaly flags (flag, or block until an operator clears) and paging through a user's audit log."""
 from __future__ import annotations
 
-import base64
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,13 +101,8 @@ async def test_events_outlive_the_user_and_need_the_scope(make_client: Any, sett
     assert (await client.get("/users/u1/events")).status == 401
 
 
-def _b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode()
-
-
 @pytest.mark.parametrize("query", [
-    "?cursor=", "?cursor=zzz", "?cursor=!!", f"?cursor={_b64('abc')}", f"?cursor={_b64('0')}",
-    f"?cursor={_b64('-1')}", f"?cursor={_b64('9' * 19)}", f"?cursor={_b64('9' * 2000)}",
+    "?cursor=", "?cursor=zzz", "?cursor=!!", "?cursor=-1", "?cursor=1.5", "?cursor=%201", "?cursor=1" + "0" * 18,
     "?cursor=MQ==", "?limit=0", "?limit=101", "?limit=x",
 ])
 async def test_bad_cursor_or_limit_is_400(make_client: Any, settings: Settings, query: str) -> None:

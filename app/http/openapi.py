@@ -106,9 +106,15 @@ def _reads() -> dict[str, dict[str, Any]]:
 
 def _writes(increment_body: schemas.IncrementBody) -> dict[str, dict[str, Any]]:
     return {
-        "/scores/increment": {"post": _operation("Apply an action's points once per actionId", {
-            "200": _json("applied, or the record of a replayed actionId", schemas.IncrementResponse),
-        }, (409, 410, 429, 503), scope="scores:write", body=increment_body)},
+        "/scores/increment": {
+            "post": _operation("Apply an action's points once per actionId", {
+                "200": _json("applied, or the record of a replayed actionId", schemas.IncrementResponse),
+            }, (409, 410, 429, 503), scope="scores:write", body=increment_body),
+            # `increment` is also a valid userId: GET reads that user, as GET /scores/{userId} would.
+            "get": _operation("The score and rank of the user whose id is `increment`", {
+                "200": _json("the user, and with ?around= the entries around", schemas.ScoreResponse),
+            }, (400, 404, 503), parameters=[{"in": "query", "schema": schemas.ScoreQuery}]),
+        },
         "/users/{userId}": {
             "put": _operation("Create or rename a user", {"200": _json("the user", schemas.ScoreResponse)},
                               (410, 503), scope="users:write", parameters=[_user()], body=schemas.UserBody),
