@@ -3,15 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check bench
+.PHONY: run test check bench screenshot
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# The service alone for `make run`; the test tools (Playwright, schemathesis, ...) only for tests.
+$(VENV)/.service: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.service
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(VENV)/.installed
+run: $(VENV)/.service
 	$(PY) -m app
 
 # The browser tests need Debian's Chromium; install it when we can (root with apt).
@@ -29,3 +34,7 @@ test: $(VENV)/.installed /usr/bin/chromium check
 
 bench: $(VENV)/.installed
 	$(PY) -m bench
+
+# Renders docs/screenshot.png (the README's picture) with the browser test that draws it.
+screenshot: $(VENV)/.installed /usr/bin/chromium
+	SCREENSHOT_PATH=docs/screenshot.png $(PY) -m pytest -q tests/browser/test_page.py -k screenshot

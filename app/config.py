@@ -52,7 +52,7 @@ class Settings:
     send_timeout: float = 15.0
     stream_max: int = 5000
     reconcile_interval: float = 60.0
-    log_format: str = "json"
+    log_format: str | None = None  # None: text on a terminal, JSON otherwise
     shutdown_timeout: float = 10.0
     web_concurrency: int = 1
     prometheus_multiproc_dir: str | None = None
@@ -205,7 +205,7 @@ def _security(environ: Mapping[str, str]) -> _SecuritySettings:
 
 
 class _OperationsSettings(TypedDict):
-    log_format: str
+    log_format: str | None
     shutdown_timeout: float
     web_concurrency: int
     prometheus_multiproc_dir: str | None
@@ -213,8 +213,8 @@ class _OperationsSettings(TypedDict):
 
 def _operations(environ: Mapping[str, str]) -> _OperationsSettings:
     """Logs, shutdown, worker processes and where they share their metrics."""
-    log_format = environ.get("LOG_FORMAT", Settings.log_format)
-    if log_format not in ("json", "text"):
+    log_format = environ.get("LOG_FORMAT") or None
+    if log_format not in ("json", "text", None):
         raise ConfigError(f"LOG_FORMAT: {log_format!r} is not json or text")
     return {
         "log_format": log_format,

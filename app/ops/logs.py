@@ -57,8 +57,11 @@ class TextFormatter(logging.Formatter):
         return f"{super().format(record)} {pairs}".rstrip()
 
 
-def configure(log_format: str) -> None:
-    """Send every record to stderr in `log_format` (json or text)."""
+def configure(log_format: str | None) -> None:
+    """Send every record to stderr in `log_format`: json, text, or (None) text for a person at a
+    terminal and JSON for a log collector."""
+    if log_format is None:
+        log_format = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
