@@ -16,16 +16,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.config import Settings
+from app.store import Database, open_store
+from app.store.migrations import migrate
 from app.web import create_app
 from tests.services import PrivateRedis, require_postgres, require_redis, require_redis_server
 from tests.tcp_proxy import TcpProxy
 
 SECRET = "test-secret-" + "0123456789abcdef" * 4  # long enough for every HMAC size
 
-# Every API test runs on the embedded pair and on the real services.
+# Every API test runs on every supported pairing of store and live backend.
 BACKENDS = [
-    pytest.param("embedded", id="sqlite+memory"),
-    pytest.param("services", id="postgres+redis"),
+    pytest.param("sqlite+memory", id="sqlite+memory"),
+    pytest.param("postgres+memory", id="postgres+memory"),
+    pytest.param("postgres+redis", id="postgres+redis"),
 ]
 
 
@@ -61,6 +64,27 @@ def postgres_schema() -> Iterator[PostgresSchema]:
     schema.execute(f"DROP SCHEMA {schema.name} CASCADE")
 
 
+# The Store (and AuditLog) contract suites run on both dialects.
+DIALECTS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+
+
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of the dialect the test is parametrised with."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    schema: PostgresSchema = request.getfixturevalue("postgres_schema")
+    return schema.url
+
+
+@pytest.fixture(params=DIALECTS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """The dialect's store, migrated and open."""
+    url = database_url(request, tmp_path)
+    await asyncio.to_thread(migrate, url)
+    async with open_store(url, 5.0) as store:
+        yield store
+
+
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
@@ -76,15 +100,24 @@ def redis_prefix() -> Iterator[str]:
         client.close()
 
 
+BASE_SETTINGS = Settings(jwt_secret=SECRET, push_interval=0.05, ping_interval=1.0, db_timeout=5.0,
+                         rate_limit_user="1000/minute", rate_limit_caller="100000/minute")
+
+
+def embedded_settings(tmp_path: Path) -> Settings:
+    """SQLite and the in-process bus: for suites about HTTP alone, which need run on one pairing only."""
+    return replace(BASE_SETTINGS, database_url=f"sqlite:///{tmp_path}/scoreboard.db")
+
+
 @pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    base = Settings(jwt_secret=SECRET, push_interval=0.05, ping_interval=1.0, db_timeout=5.0,
-                    rate_limit_user="1000/minute", rate_limit_caller="100000/minute")
-    if request.param == "embedded":
-        return replace(base, database_url=f"sqlite:///{tmp_path}/scoreboard.db")
+    if request.param == "sqlite+memory":
+        return embedded_settings(tmp_path)
     schema = request.getfixturevalue("postgres_schema")
+    if request.param == "postgres+memory":
+        return replace(BASE_SETTINGS, database_url=schema.url)
     prefix = request.getfixturevalue("redis_prefix")
-    return replace(base, database_url=schema.url, redis_url=require_redis(), redis_prefix=prefix)
+    return replace(BASE_SETTINGS, database_url=schema.url, redis_url=require_redis(), redis_prefix=prefix)
 
 
 MakeClient = Callable[[Settings], Awaitable[TestClient[Any, Any]]]

@@ -1,20 +1,18 @@
 """The AuditLog protocol on both databases: the sliding window, clears, flags and event pages."""
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from app.domain import Increment
-from app.store import Database, open_store
-from app.store.migrations import migrate
+from app.store import Database
+from app.store.sqlite import SqliteStore
 from tests.conftest import PostgresSchema
 
-DIALECTS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
 HOUR = 3600
 
 
@@ -39,16 +37,11 @@ def _postgres_ager(schema: PostgresSchema) -> Callable[[str, int], None]:
     return age
 
 
-@pytest.fixture(params=DIALECTS)
-async def opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opened]:
-    if request.param == "sqlite":
-        url, age = f"sqlite:///{tmp_path}/a.db", _sqlite_ager(f"{tmp_path}/a.db")
-    else:
-        schema = request.getfixturevalue("postgres_schema")
-        url, age = schema.url, _postgres_ager(schema)
-    await asyncio.to_thread(migrate, url)
-    async with open_store(url, 5.0) as store:
-        yield Opened(store, age)
+@pytest.fixture
+def opened(request: pytest.FixtureRequest, database: Database, tmp_path: Path) -> Opened:
+    if isinstance(database, SqliteStore):
+        return Opened(database, _sqlite_ager(f"{tmp_path}/store.db"))
+    return Opened(database, _postgres_ager(request.getfixturevalue("postgres_schema")))
 
 
 async def _apply(store: Database, user_id: str, *deltas: int) -> None:

@@ -7,6 +7,7 @@ import hmac
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -16,9 +17,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from app.config import Settings
-from tests.conftest import SECRET, token
+from tests.conftest import SECRET, embedded_settings, token
 
 Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Tokens are checked before any storage is touched: one backend pairing is enough."""
+    return embedded_settings(tmp_path)
 BODY = {"userId": "u1", "actionId": "a1"}
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

@@ -1,14 +1,22 @@
 """Every wrong header and body a caller can send gets its contract error and writes nothing."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import auth
+from app.config import Settings
+from tests.conftest import auth, embedded_settings
 
 Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Requests are refused before any storage is touched: one backend pairing is enough."""
+    return embedded_settings(tmp_path)
 VALID = {"userId": "u1", "actionId": "a1"}
 
 BAD_BODIES = [

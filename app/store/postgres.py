@@ -100,6 +100,10 @@ class PostgresStore:
             recorded = await self.recorded(increment.action_id)
             assert recorded is not None, "a conflicting actionId is committed"
             return recorded
+        except UserDeleted:  # a replay of what was applied before the deletion is still answered
+            if (recorded := await self.recorded(increment.action_id)) is not None:
+                return recorded
+            raise
 
     async def _apply(self, cur: Any, inc: Increment) -> IncrementResult:
         await cur.execute(CREATE_USER, (inc.user_id,))
