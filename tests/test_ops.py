@@ -134,7 +134,8 @@ def test_sigterm_ends_streams_and_exits_within_the_timeout(tmp_path: Path) -> No
         stream = urllib.request.urlopen(server.url + "/stream", timeout=10)
         stream.readline()  # the stream is open
         seconds = server.terminate()
-        assert stream.read() is not None  # the server ended it
+        rest = stream.read()  # returns only if the server ended the chunked body (else timeout or IncompleteRead)
+        assert stream.isclosed() and rest.endswith(b"\n\n")  # whole frames, then a clean end
     print(f"SIGTERM to exit: {seconds:.2f} s")
     assert server.process.returncode == 0
     assert seconds < 5

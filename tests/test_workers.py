@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import PostgresSchema, auth, eventually
-from tests.servers import BIN, Server, environment, gunicorn_command, running
+from tests.servers import Server, environment, gunicorn_command, running
 from tests.services import require_redis
 
 STREAMS = 8  # spread over two workers by the kernel; all on one worker would be a 1-in-128 chance
@@ -83,4 +83,3 @@ def test_embedded_mode_with_several_workers_is_refused(tmp_path: Path) -> None:
                          text=True, timeout=30, cwd=Path(__file__).resolve().parents[1])
     assert run.returncode != 0
     assert "configuration error: WEB_CONCURRENCY: more than 1 worker needs PostgreSQL" in run.stderr
-    assert BIN.exists()
