@@ -30,6 +30,7 @@ class Supervisor:
     def __init__(self) -> None:
         self.restarts: Counter[str] = Counter()
         self.waiting: dict[str, str] = {}  # tasks in their backoff now, with the reason
+        self.failures: dict[str, tuple[float, str]] = {}  # each task's last failure: (monotonic time, reason)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
@@ -43,6 +44,7 @@ class Supervisor:
             if time.monotonic() - started > HEALTHY_AFTER:
                 delay = BACKOFF_MIN
             self.restarts[name] += 1
+            self.failures[name] = (time.monotonic(), reason)
             self.waiting[name] = reason
             log.warning("background task %s restarts in %.1f s (%s)", name, delay, reason)
             await asyncio.sleep(delay)

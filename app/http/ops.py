@@ -33,10 +33,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def _hub_problem(app: web.Application) -> str | None:
-    """Why the hub is not pushing: its task is waiting to restart, or it stopped refreshing."""
-    if (reason := app[SUPERVISOR].waiting.get("hub")) is not None:
-        return f"restarting after a failure: {reason}"
-    idle = time.monotonic() - app[HUB].refreshed_at
+    """Why the hub is not pushing: it failed and has not refreshed since, or it stopped refreshing."""
+    hub = app[HUB]
+    failed_at, reason = app[SUPERVISOR].failures.get("hub", (float("-inf"), ""))
+    if failed_at >= hub.refreshed_at:
+        return f"failing: {reason}"
+    idle = time.monotonic() - hub.refreshed_at
     return f"stuck: no refresh for {idle:.0f} s" if idle > STUCK_AFTER else None
 
 
