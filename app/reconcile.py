@@ -21,19 +21,26 @@ from app.live import CHANGED, RESYNC, Live, LiveUnavailable
 from app.store import ChangeFeed
 
 log = logging.getLogger(__name__)
-PAGE = 1000  # feed rows per page: one query, a few ms of event loop, two short Redis scripts
+# Feed rows per page: one query and one or two Redis scripts each. A rebuild takes big pages (reads
+# use the database meanwhile); a repair behind live reads takes small ones, so that neither the
+# event loop nor Redis is held more than a few ms at a time (py-spy: row decoding and command
+# packing dominate a page).
+PAGE = 1000
+REPAIR_PAGE = 200
 LEASE = 30.0  # seconds; extended after every page, so only a dead holder makes others wait
 RETRY = 0.5  # seconds before trying again when another process holds the lease
 FEED_START = -(2**63)
 
 
 class Reconciler:
-    def __init__(self, store: ChangeFeed, live: Live, interval: float, page: int = PAGE) -> None:
+    def __init__(self, store: ChangeFeed, live: Live, interval: float, page: int = PAGE,
+                 repair_page: int = REPAIR_PAGE) -> None:
         self._store = store
         self._board, self._bus, self._lease = live.board, live.bus, live.lease
         self._freshness = live.freshness
         self._interval = interval
         self._page = page
+        self._repair_page = repair_page
         self._wanted = asyncio.Event()
         self._freshness.wake = self._wanted.set
         self.repaired = 0  # feed rows applied since start
@@ -57,7 +64,10 @@ class Reconciler:
         if mark is None:
             self.rebuilds += 1
             log.warning("read model empty or lost: rebuilding it from the database")
-        applied = await self._apply_since(FEED_START if mark is None else mark)
+        if mark is None:
+            applied = await self._apply_since(FEED_START, self._page)
+        else:
+            applied = await self._apply_since(mark, self._repair_page)
         await self._board.set_mark(horizon)
         self._freshness.repair_done(generation)
         self.runs += 1
@@ -69,15 +79,16 @@ class Reconciler:
                 await self._bus.publish(CHANGED)
         return applied
 
-    async def _apply_since(self, since: int) -> int:
+    async def _apply_since(self, since: int, size: int) -> int:
         applied, after = 0, (since, "")
-        while page := await self._store.changes(since, after, self._page):
+        while page := await self._store.changes(since, after, size):
             await self._apply(page)
             applied += len(page)
             after = (page[-1].key, page[-1].entry.user_id)
-            if len(page) < self._page:
+            if len(page) < size:
                 break
             await self._lease.claim(LEASE)
+            await asyncio.sleep(0)  # let waiting requests in between pages
         return applied
 
     async def _apply(self, page: list[Change]) -> None:

@@ -40,6 +40,8 @@ from bench.report import RESULTS, _machine
 POSTGRES = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 WAIT = 280.0  # seconds: the longest any phase may take
 WRK_SECONDS = 4
+# BENCH_PROFILE=1: py-spy (from this venv) records the service during each repair
+PROFILE = str(Path(sys.executable).parent / "py-spy") if os.environ.get("BENCH_PROFILE") else ""
 WRK_SCRIPT = """
 math.randomseed(os.time())
 request = function()
@@ -57,6 +59,8 @@ class Point:
     intact_correct_reads_seconds: float = 0.0
     rss_mb: float = 0.0
     redis_used_mb: float = 0.0
+    complete_users_on_board: int = 0  # when the budget ended the rebuild early: how far it got
+    complete_extrapolated: bool = False
     repair_changes: int = 0
     repair_seconds: list[float] = field(default_factory=list)
     p99_idle_ms: list[float] = field(default_factory=list)
@@ -64,6 +68,8 @@ class Point:
     non_2xx: int = 0
 
     def summary(self) -> dict[str, Any]:
+        if not self.p99_idle_ms:
+            return asdict(self)
         idle, busy = statistics.median(self.p99_idle_ms), statistics.median(self.p99_repair_ms)
         return {**asdict(self), "p99_idle_median_ms": idle, "p99_repair_median_ms": busy,
                 "p99_ratio_repair_vs_idle": round(busy / idle, 3)}
@@ -198,16 +204,21 @@ async def _until_correct(port: int, truth: dict[str, tuple[int, int]], started: 
     raise TimeoutError("reads never became correct")
 
 
-async def _until_complete(redis_port: int, users: int, started: float) -> float:
+async def _until_complete(redis_port: int, users: int, started: float, budget: float) -> tuple[float, int]:
+    """Seconds until the board is complete, and how many users it holds then; when the budget ends
+    first, the time it would take at the rate so far (extrapolated) and how many it holds."""
     client = redis.asyncio.Redis(port=redis_port)
     try:
-        while time.monotonic() - started < WAIT:
-            if await client.exists("scale:mark") and await client.zcard("scale:board") >= users:
-                return time.monotonic() - started
+        while True:
+            on_board = await client.zcard("scale:board")
+            elapsed = time.monotonic() - started
+            if on_board >= users and await client.exists("scale:mark"):
+                return elapsed, on_board
+            if elapsed > budget:
+                return (elapsed * users / on_board if on_board else float("inf")), on_board
             await asyncio.sleep(0.1)
     finally:
         await client.aclose()
-    raise TimeoutError("the read model never completed")
 
 
 async def _wrk(port: int, users: int, script: Path) -> tuple[float, int]:
@@ -232,7 +243,15 @@ async def _repaired(port: int) -> float:
     return float(match[1]) if match else 0.0
 
 
-async def _repair_round(point: Point, schema: str, port: int, script: Path, round_no: int) -> None:
+async def _profile(pid: int, name: str) -> None:
+    """py-spy over the service while a repair runs (BENCH_PROFILE=1): raw stacks in bench/results/."""
+    process = await asyncio.create_subprocess_exec(
+        PROFILE, "record", "-p", str(pid), "-d", str(WRK_SECONDS), "-f", "raw", "-o",
+        str(RESULTS / f"scale-{name}.txt"), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await process.wait()
+
+
+async def _repair_round(point: Point, schema: str, port: int, pid: int, script: Path, round_no: int) -> None:
     """p99 with no repair, then p99 while a repair of `repair_changes` users runs."""
     p99, errors = await _wrk(port, point.users, script)
     point.p99_idle_ms.append(p99)
@@ -243,15 +262,18 @@ async def _repair_round(point: Point, schema: str, port: int, script: Path, roun
                    f"(SELECT 'u' || g FROM generate_series({first}, {first + point.repair_changes - 1}) AS g)")
     started = time.monotonic()
     wrk = asyncio.create_task(_wrk(port, point.users, script))
+    profile = asyncio.create_task(_profile(pid, f"repair-{round_no}")) if PROFILE else None
     while await _repaired(port) < before + point.repair_changes and time.monotonic() - started < WAIT:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     point.repair_seconds.append(round(time.monotonic() - started, 2))
     p99, errors = await wrk
+    if profile is not None:
+        await profile
     point.p99_repair_ms.append(p99)
     point.non_2xx += errors
 
 
-async def measure(users: int, changes: int, rounds: int) -> Point:
+async def measure(users: int, changes: int, rounds: int, budget: float) -> Point:
     point = Point(users=users, repair_changes=changes)
     RESULTS.mkdir(exist_ok=True)
     log, script = RESULTS / f"scale-{users}.log", RESULTS / "scale-scores.lua"
@@ -263,12 +285,19 @@ async def measure(users: int, changes: int, rounds: int) -> Point:
         started = await service.start()
         try:
             point.cold_correct_reads_seconds = round(await _until_correct(service.port, truth, started), 2)
-            point.cold_complete_seconds = round(await _until_complete(redis_port, users, started), 2)
+            complete, point.complete_users_on_board = await _until_complete(redis_port, users, started, budget)
+            point.cold_complete_seconds = round(complete, 1)
+            point.complete_extrapolated = point.complete_users_on_board < users
+            if point.complete_extrapolated:  # stay within the lock's time: the rest needs a complete board
+                point.rss_mb = round(service.rss_mb(), 1)
+                point.redis_used_mb = round(redis.Redis(port=redis_port).info("memory")["used_memory"] / 2**20, 1)
+                return point
             await service.stop()
             started = await service.start()
             point.intact_correct_reads_seconds = round(await _until_correct(service.port, truth, started), 2)
             for round_no in range(rounds):
-                await _repair_round(point, schema, service.port, script, round_no)
+                assert service.process is not None
+                await _repair_round(point, schema, service.port, service.process.pid, script, round_no)
             point.rss_mb = round(service.rss_mb(), 1)
             point.redis_used_mb = round(redis.Redis(port=redis_port).info("memory")["used_memory"] / 2**20, 1)
         finally:
@@ -281,8 +310,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--users", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--changes", type=int, default=100_000, help="users changed per measured repair")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=WAIT,
+                        help="seconds to wait for a complete read model; past it, extrapolate and stop")
     args = parser.parse_args(argv)
-    points = [asyncio.run(measure(users, args.changes, args.rounds)) for users in args.users]
+    points = [asyncio.run(measure(users, args.changes, args.rounds, args.budget)) for users in args.users]
     document = {"generatedAt": datetime.now(UTC).isoformat(timespec="seconds"), "machine": _machine(),
                 "points": [point.summary() for point in points]}
     path = RESULTS / "scale.json"

@@ -84,13 +84,17 @@ async def test_a_lost_board_is_rebuilt_in_pages_and_then_trusted(opened: tuple[D
     await store.delete_user("u3")
     with pytest.raises(ReadModelIncomplete):
         await live.board.top(1)
-    reconciler = Reconciler(store, live, interval=60, page=4)
+    reconciler = Reconciler(store, live, interval=60, page=4, repair_page=3)
     assert await reconciler.reconcile() == 30
     assert reconciler.rebuilds == 1
     assert [entry.user_id for entry in await live.board.top(50)] == [f"u{i}" for i in range(30) if i != 3]
     assert await live.board.standing("u3", 0) is None
     await store.save_user("u5", "renamed")
-    assert await reconciler.reconcile() == 1  # only what changed since the mark
+    applied = await reconciler.reconcile()
+    if live.redis is None:
+        assert applied == 1  # only what changed since the mark
+    else:  # the horizon is the cluster's oldest open transaction: another session's may hold it back
+        assert 1 <= applied <= 31
     assert (await live.board.standing("u5", 0)).entry.display_name == "renamed"  # type: ignore[union-attr]
 
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from app.config import Settings
-from tests.conftest import SECRET, MakeClient, PostgresSchema
+from tests.conftest import SECRET, MakeClient, PostgresSchema, auth, eventually
 from tests.faults import Load
 from tests.services import PrivateRedis, free_port
 from tests.tcp_proxy import TcpProxy
@@ -131,3 +131,30 @@ async def test_postgres_cut_mid_load(postgres_schema: PostgresSchema, private_re
     gc.collect()  # the warnings above, here rather than in a later test
     print(f"\npostgres cut: {load.committed} committed, answers {dict(load.statuses)}, "
           f"committed but answered 503 first: {load.committed_but_503}")
+
+
+async def test_a_delete_and_a_rename_reach_reads_and_the_board_when_its_write_fails(
+        postgres_schema: PostgresSchema, private_redis: PrivateRedis, make_client: MakeClient) -> None:
+    settings = fault_settings(postgres_schema.url, private_redis)
+    client = await make_client(settings)
+    admin = Redis(port=private_redis.port, decode_responses=True)
+    try:
+        for user in ("gone", "kept"):
+            assert (await client.put(f"/users/{user}", json={"displayName": "old"}, headers=auth())).status == 200
+        await admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # every board write fails
+        assert (await client.delete("/users/gone", headers=auth())).status == 204
+        renamed = await client.put("/users/kept", json={"displayName": "new"}, headers=auth())
+        assert (renamed.status, (await renamed.json())["displayName"]) == (200, "new")
+        assert (await client.get("/scores/gone")).status == 404  # at once, though the board still has them
+        assert (await (await client.get("/scores/kept")).json())["displayName"] == "new"
+        top = await (await client.get("/top", params={"limit": "50"})).json()
+        assert [(e["userId"], e["displayName"]) for e in top["entries"]] == [("kept", "new")]
+        await admin.execute_command("REPLICAOF", "NO", "ONE")
+
+        async def repaired() -> None:  # the repair applied both from the change feed
+            assert await admin.hget(f"{settings.redis_prefix}members", "gone") == "deleted"
+            assert (await admin.hget(f"{settings.redis_prefix}names", "kept") or "").endswith("+new")
+
+        await eventually(repaired, 30)
+    finally:
+        await admin.aclose()
