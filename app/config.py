@@ -51,7 +51,7 @@ class Settings:
     db_timeout: float = 10.0
     send_timeout: float = 15.0
     stream_max: int = 5000
-    reconcile_interval: float = 60.0
+    reconcile_interval: float = 2.0  # a pass reads only what changed: cheap enough to run often
     log_format: str | None = None  # None: text on a terminal, JSON otherwise
     shutdown_timeout: float = 10.0
     web_concurrency: int = 1

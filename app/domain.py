@@ -1,7 +1,7 @@
 """Plain domain values shared by the service, the store and the live read model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -17,6 +17,18 @@ class Entry:
     display_name: str | None
     score: int
     seq: int
+    # Grows with every rename: an older name never overwrites a newer one in the read model.
+    # Not part of equality: two reads of the same state compare equal whatever they knew of it.
+    name_version: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A user's state as the change feed gives it; `key` orders the feed (see ChangeFeed)."""
+
+    key: int
+    entry: Entry
+    deleted: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ each push once; every open stream holds only the newest frame in a one-value slo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -14,12 +15,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from app.errors import ServiceUnavailable
-from app.live import Bus
+from app.live import CHANGED, Bus, LiveUnavailable
 from app.service import Scoreboard
 from app.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 TOP_SIZE = 10
+BACKSTOP = 5.0  # seconds between the backstop's nudges
+STUCK_AFTER = 30.0  # seconds without a refresh after which /readyz calls the hub stuck
 
 
 def sse_frame(event: str, snapshot: Snapshot, **extra: object) -> bytes:
@@ -60,6 +63,9 @@ class Hub:
         self.pushes = 0
         self.coalesced = 0  # frames a slow stream skipped because a newer one replaced them
         self.build_seconds = 0.0  # spent encoding pushes
+        # Heartbeat for /readyz: when the top 10 was last read (changed or not). A backstop task
+        # publishes a change every few seconds, so a hub that stops reading is seen as stuck.
+        self.refreshed_at = time.monotonic()
 
     @property
     def open_streams(self) -> int:
@@ -68,6 +74,7 @@ class Hub:
     async def refresh(self) -> bool:
         """Read the top 10 again; push an update to every stream if it changed."""
         snapshot = Snapshot.of(await self._scoreboard.top(TOP_SIZE))
+        self.refreshed_at = time.monotonic()
         if snapshot.version == self.snapshot.version:
             return False
         started = time.perf_counter()
@@ -107,3 +114,13 @@ class Hub:
             yield slot
         finally:
             self._slots.discard(slot)
+
+
+async def backstop(bus: Bus, every: float = BACKSTOP) -> None:
+    """Nudge the hub every few seconds: a change whose notification was lost (the publish
+    failed after the board write) still reaches the streams, and the nudge is the hub's
+    heartbeat (`refreshed_at`). It goes through the bus, so it is debounced like any change."""
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(LiveUnavailable):  # delivered locally before Redis is tried
+            await bus.publish(CHANGED)

@@ -6,19 +6,20 @@ database and the read model is rebuilt when the live backend returns.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import NamedTuple
 
 from app.domain import Entry, Increment, IncrementResult, Standing
 from app.errors import IdempotencyConflict, NotFound
-from app.live import Board, Bus, LiveUnavailable
+from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable
 from app.moderation import Moderation
 from app.ratelimit import Quota, RateLimiter
 from app.store import Store
 
 log = logging.getLogger(__name__)
-CHANGED = "changed"
+__all__ = ["CHANGED", "Incremented", "Scoreboard"]
 
 
 class Incremented(NamedTuple):
@@ -31,7 +32,7 @@ class Incremented(NamedTuple):
 class Scoreboard:
     def __init__(
         self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int],
-        moderation: Moderation,
+        moderation: Moderation, freshness: Freshness | None = None,
     ) -> None:
         self._store = store
         self._board = board
@@ -40,6 +41,7 @@ class Scoreboard:
         self._moderation = moderation
         self._actions = dict(actions)
         self._default_action = next(iter(actions))
+        self._freshness = freshness or Freshness()
 
     async def increment(self, caller: str, user_id: str, action_id: str, action: str | None) -> Incremented:
         """Apply the action's points once per actionId; a replay returns the record."""
@@ -74,15 +76,18 @@ class Scoreboard:
         await self._changed(self._board.remove(user_id))
 
     async def top(self, limit: int) -> list[Entry]:
-        try:
-            return await self._board.top(limit)
-        except LiveUnavailable:
-            return await self._store.ranked(0, limit)
+        """From the read model when this process can trust it, else from the database."""
+        if self._freshness.trusted:
+            with contextlib.suppress(LiveUnavailable):
+                return await self._board.top(limit)
+        return await self._store.ranked(0, limit)
 
     async def standing(self, user_id: str, around: int) -> Standing:
-        try:
-            standing = await self._board.standing(user_id, around)
-        except LiveUnavailable:
+        standing = None
+        if self._freshness.trusted:
+            with contextlib.suppress(LiveUnavailable):
+                standing = await self._board.standing(user_id, around)
+        if standing is None:  # a board miss may be a write the board lost: the database decides
             standing = await self._store.standing(user_id, around)
         if standing is None:
             raise NotFound(f"no user {user_id!r}")
@@ -96,6 +101,8 @@ class Scoreboard:
         try:
             await board_write
         except LiveUnavailable as exc:
+            # Until a repair that starts after this has run, this process reads from the database.
+            self._freshness.write_failed()
             log.warning("read model not updated after commit (the reconciler repairs it): %s", exc)
         try:
             await self._bus.publish(CHANGED)

@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
 from weakref import WeakSet
 
 from aiohttp import web
 
 from app.auth.tokens import Verifier
 from app.config import Settings
+from app.errors import ServiceUnavailable
 from app.http.cors import cors_headers, cors_preflight
 from app.http.hardening import HEADER_LIMITS, StreamSlots, security_headers
 from app.http.keys import (
     HUB,
     LIMITER,
+    LIVE,
     METRICS,
     MODERATION,
     OPENAPI,
@@ -26,13 +27,14 @@ from app.http.keys import (
     STORE,
     STREAM_SLOTS,
     STREAMS,
+    SUPERVISOR,
     VERIFIER,
 )
 from app.http.middlewares import error_middleware
 from app.http.openapi import openapi_document
 from app.http.routes import setup_routes
-from app.hub import Hub
-from app.live import LiveUnavailable, open_live
+from app.hub import Hub, backstop
+from app.live import open_live
 from app.moderation import Moderation
 from app.ops.logs import access_log, echo_request_id
 from app.ops.metrics import Metrics, metrics_middleware
@@ -41,10 +43,7 @@ from app.reconcile import Reconciler
 from app.service import Scoreboard
 from app.store import open_store
 from app.store.migrations import migrate
-from app.tasks import stop
-
-if TYPE_CHECKING:
-    import redis.asyncio
+from app.tasks import Supervisor
 
 MAX_BODY_BYTES = 4096
 
@@ -87,35 +86,40 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 async def _live(app: web.Application) -> AsyncIterator[None]:
     """Redis (or in-process) read model, bus and limits, and what is built on them."""
     settings = app[SETTINGS]
-    redis = _redis_client(settings.redis_url)
-    try:
-        board, bus = open_live(redis, settings.redis_prefix)
-        limiter = RateLimiter.open(redis, settings.redis_prefix, settings.rate_limit_user, settings.rate_limit_caller)
+    async with open_live(settings.redis_url, settings.redis_prefix) as live:
+        limiter = RateLimiter.open(live.redis, settings.redis_prefix, settings.rate_limit_user,
+                                   settings.rate_limit_caller)
         app[LIMITER] = limiter
-        scoreboard = Scoreboard(app[STORE], board, bus, limiter, settings.actions, app[MODERATION])
+        scoreboard = Scoreboard(app[STORE], live.board, live.bus, limiter, settings.actions, app[MODERATION],
+                                live.freshness)
         app[SCOREBOARD] = scoreboard
-        app[HUB] = Hub(scoreboard, bus, settings.push_interval, settings.stream_max)
-        app[RECONCILER] = Reconciler(app[STORE], board, bus, settings.reconcile_interval)
-        app[REDIS_STATUS] = _redis_status(redis)
+        app[HUB] = Hub(scoreboard, live.bus, settings.push_interval, settings.stream_max)
+        app[RECONCILER] = Reconciler(app[STORE], live, settings.reconcile_interval)
+        app[REDIS_STATUS] = live.status
+        app[LIVE] = live
         yield
-    finally:
-        if redis is not None:
-            await redis.aclose()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """A current read model and top 10 before the first request, then the debouncer and reconciler."""
-    hub, reconciler = app[HUB], app[RECONCILER]
-    with contextlib.suppress(LiveUnavailable):  # Redis down at start: reads use the database
-        await reconciler.reconcile()
-    await hub.refresh()
-    tasks = [asyncio.create_task(hub.run(), name="hub"), asyncio.create_task(reconciler.run(), name="reconciler")]
+    """The first top 10 before the first request, then every background task, supervised.
+
+    The read model is repaired (or rebuilt) in the background: until it is complete, reads
+    come from the database, so start-up does not wait for it.
+    """
+    hub, live, supervisor = app[HUB], app[LIVE], Supervisor()
+    app[SUPERVISOR] = supervisor
+    with contextlib.suppress(ServiceUnavailable):  # the database down at start: /readyz says so
+        await hub.refresh()
+    supervisor.start("reconciler", app[RECONCILER].run)
+    supervisor.start("hub", hub.run)
+    supervisor.start("hub-backstop", lambda: backstop(live.bus))
+    if live.watch is not None:
+        supervisor.start("redis-health", live.watch)
     if app[SETTINGS].prometheus_multiproc_dir is not None:
-        sampling = app[METRICS].keep_sampling(hub, reconciler, app[LIMITER])
-        tasks.append(asyncio.create_task(sampling, name="metrics"))
+        supervisor.start("metrics", lambda: app[METRICS].keep_sampling(hub, app[RECONCILER], app[LIMITER],
+                                                                      supervisor))
     yield
-    for task in tasks:
-        await stop(task)
+    await supervisor.stop()
 
 
 async def _stop_streams(app: web.Application) -> None:
@@ -127,32 +131,3 @@ async def _stop_streams(app: web.Application) -> None:
 
 async def _close_metrics(app: web.Application) -> None:
     app[METRICS].close()
-
-
-def _redis_status(redis: redis.asyncio.Redis | None) -> Callable[[], Awaitable[str]]:
-    async def status() -> str:
-        if redis is None:
-            return "not configured"
-        from redis.exceptions import RedisError
-
-        try:
-            await redis.ping()
-        except (RedisError, OSError):
-            return "unavailable"
-        return "ok"
-
-    return status
-
-
-def _redis_client(url: str | None) -> redis.asyncio.Redis | None:
-    if url is None:
-        return None
-    import redis.asyncio  # only when configured: the embedded mode never needs it
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-
-    # Short timeouts and one retry: a Redis outage must degrade requests, not stall them.
-    return redis.asyncio.Redis.from_url(
-        url, socket_timeout=2, socket_connect_timeout=1, max_connections=64,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1), health_check_interval=15,
-    )

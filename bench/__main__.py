@@ -19,6 +19,11 @@ Setup = Callable[[], AbstractContextManager[Settings]]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scale"]:  # python -m bench scale: the read model at 1M and 10M users (bench/scale.py)
+        from bench.scale import main as scale
+
+        return scale(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="bench: app log: %(name)s: %(message)s")
     options = Options(clients=args.clients, seconds=args.seconds, warmup=args.warmup, rounds=args.rounds)

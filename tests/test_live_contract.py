@@ -12,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.domain import Entry
-from app.live import RESYNC, Board, Bus, LiveUnavailable, open_live
+from app.live import RESYNC, Board, Bus, LiveUnavailable, ReadModelIncomplete, open_live
 from app.live.redis import RedisBoard, RedisBus
 from tests.services import PrivateRedis, require_redis
 
@@ -43,15 +43,14 @@ async def redis_client(prefix: str) -> AsyncIterator[Redis]:
 
 @pytest.fixture(params=BACKENDS)
 async def live(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[tuple[Board, Bus]]:
-    if request.param == "memory":
-        yield open_live(None, prefix)
-        return
-    client = Redis.from_url(require_redis())
-    try:
-        yield open_live(client, prefix)
-    finally:
-        await _drop_keys(client, prefix)
-        await client.aclose()
+    url = None if request.param == "memory" else require_redis()
+    async with open_live(url, prefix) as opened:
+        await opened.board.set_mark(0)  # a complete (empty) board: reads answer
+        try:
+            yield opened.board, opened.bus
+        finally:
+            if opened.redis is not None:
+                await _drop_keys(opened.redis, prefix)
 
 
 @pytest.fixture
@@ -217,6 +216,7 @@ async def test_board_reads_with_a_decoding_client(prefix: str) -> None:
     client = Redis.from_url(require_redis(), decode_responses=True)
     try:
         board = RedisBoard(client, prefix)
+        await board.set_mark(0)
         await board.upsert([e("u", 2**60, 2**60, "Zoë")])
         assert await board.top(1) == [e("u", 2**60, 2**60, "Zoë")]
     finally:
@@ -240,6 +240,9 @@ async def test_survives_a_redis_restart(private_redis: PrivateRedis, prefix: str
                 while await _publish_and_poll(publisher, messages) != "back":
                     pass
             await board.upsert([e("u", 1, 1)])
+            with pytest.raises(ReadModelIncomplete):  # restarted empty: no mark, not the truth
+                await ids(board)
+            await board.set_mark(0)
             assert await ids(board) == ["u"]
     finally:
         for client in clients:
@@ -283,3 +286,51 @@ async def test_resyncs_when_the_client_reconnects_by_itself(private_redis: Priva
     finally:
         for client in clients:
             await client.aclose()
+
+
+# Read model health: the mark, name versions, the lease, RESYNC
+
+
+def named(user_id: str, score: int, seq: int, name: str | None, version: int) -> Entry:
+    return Entry(user_id, name, score, seq, name_version=version)
+
+
+async def test_an_older_name_never_overwrites_a_newer_one(board: Board) -> None:
+    await board.upsert([named("u", 10, 5, "renamed", 2)])
+    await board.upsert([named("u", 20, 6, "stale", 1)])  # a newer score read an older name
+    assert await board.top(1) == [e("u", 20, 6, "renamed")]
+    await board.upsert([named("u", 20, 6, "again", 3), named("u", 5, 1, "older-event-newer-name", 4)])
+    assert await board.top(1) == [e("u", 20, 6, "older-event-newer-name")]
+
+
+async def test_reads_refuse_until_the_board_has_a_mark(prefix: str) -> None:
+    async with open_live(None, prefix) as live:
+        await live.board.upsert([e("u", 1, 1)])
+        assert await live.board.mark() is None
+        for read in (live.board.top(1), live.board.standing("u", 0)):
+            with pytest.raises(ReadModelIncomplete):
+                await read
+        await live.board.set_mark(42)
+        assert (await live.board.mark(), await ids(live.board)) == (42, ["u"])
+
+
+async def test_one_lease_holder_at_a_time(redis_client: Redis, prefix: str) -> None:
+    async with open_live(require_redis(), prefix) as first, open_live(require_redis(), prefix) as second:
+        assert await first.lease.claim(5)
+        assert not await second.lease.claim(5)
+        assert await first.lease.claim(5)  # the holder extends it
+        await second.lease.release()  # not the holder: nothing happens
+        assert not await second.lease.claim(5)
+        await first.lease.release()
+        assert await second.lease.claim(5)
+        await second.lease.release()
+
+
+async def test_a_change_never_folds_away_an_unread_resync(bus: Bus) -> None:
+    async with listening(bus) as messages:
+        if isinstance(bus, RedisBus):
+            bus._fanout.deliver(RESYNC)  # what a reconnect delivers
+        else:
+            await bus.publish(RESYNC)
+        await bus.publish("changed")
+        assert await next_message(messages) == RESYNC

@@ -1,7 +1,7 @@
 """Every application key: typed, so handlers get what they ask for."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from weakref import WeakSet
 
 from aiohttp import web
@@ -11,15 +11,17 @@ from app.auth.tokens import Verifier
 from app.config import Settings
 from app.http.hardening import StreamSlots
 from app.hub import Hub
+from app.live import Live
 from app.moderation import Moderation
 from app.ops.metrics import Metrics
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
 from app.service import Scoreboard
-from app.store import Store
+from app.store import Database
+from app.tasks import Supervisor
 
 SETTINGS = web.AppKey("scoreboard.settings", Settings)
-STORE = web.AppKey("scoreboard.store", Store)
+STORE = web.AppKey("scoreboard.store", Database)
 SCOREBOARD = web.AppKey("scoreboard.scoreboard", Scoreboard)
 VERIFIER = web.AppKey("scoreboard.verifier", Verifier)
 MODERATION = web.AppKey("scoreboard.moderation", Moderation)
@@ -34,4 +36,6 @@ OPENAPI = web.AppKey("scoreboard.openapi", bytes)  # the document, encoded once 
 # Redis status for /readyz: "ok", "unavailable" or "not configured".
 REQUEST_ID = web.RequestKey("scoreboard.request_id", str)  # echoed in X-Request-ID
 CALLER_SUB = web.RequestKey("scoreboard.caller_sub", str)  # for the access log, once authenticated
-REDIS_STATUS: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("scoreboard.redis_status")
+REDIS_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("scoreboard.redis_status")  # cached, no round trip
+LIVE = web.AppKey("scoreboard.live", Live)
+SUPERVISOR = web.AppKey("scoreboard.supervisor", Supervisor)  # the background tasks, for /readyz and /metrics

@@ -1,11 +1,13 @@
-"""The live read model (Board) and change notifications (Bus): Redis or in-process.
+"""The live read model (Board), change notifications (Bus) and the repair lease: Redis or in-process.
 
-Neither imports aiohttp: the service writes to them, the hub reads from them.
+Nothing here imports aiohttp: the service writes to these, the hub and the repair read them.
+`open_live(url, prefix)` owns the Redis client, its breaker and its cached health.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from app.domain import Entry, Standing
@@ -13,20 +15,28 @@ from app.domain import Entry, Standing
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-
-# Sent to local subscribers when the bus (re)connects: changes may have been missed.
+# Bus messages. Both only say "look again"; RESYNC adds "you may have missed changes"
+# (sent to local subscribers when the bus (re)connects), so it must never be folded away.
+CHANGED = "changed"
 RESYNC = "resync"
 
 
 class LiveUnavailable(Exception):
-    """The live backend (Redis) cannot be reached; callers degrade to the database."""
+    """The live backend (Redis) cannot answer; callers degrade to the database."""
+
+
+class ReadModelIncomplete(LiveUnavailable):
+    """The board is empty, lost or being rebuilt: its answer would not be the truth."""
 
 
 class Board(Protocol):
-    """Ranked users in O(log n): score descending, then the earlier `seq` first."""
+    """Ranked users in O(log n): score descending, then the earlier `seq` first.
+
+    Reads raise ReadModelIncomplete until a repair has set the board's mark.
+    """
 
     async def upsert(self, entries: Iterable[Entry]) -> None:
-        """Record each entry unless the board already holds a newer `seq` for that user."""
+        """Record each entry unless the board holds a newer `seq` (the name: a newer name_version)."""
 
     async def remove(self, user_id: str) -> None:
         """Drop the user for good: later upserts for them are ignored (deletion is final)."""
@@ -36,6 +46,12 @@ class Board(Protocol):
 
     async def standing(self, user_id: str, around: int) -> Standing | None:
         """The user's rank and the entries from rank-around to rank+around; None if absent."""
+
+    async def mark(self) -> int | None:
+        """The change-feed horizon the board is complete up to; None when empty or lost."""
+
+    async def set_mark(self, mark: int) -> None:
+        """Record that every change below `mark` is on the board (and make reads trust it)."""
 
 
 class Bus(Protocol):
@@ -48,16 +64,69 @@ class Bus(Protocol):
         """Messages published after entry, until exit."""
 
 
-def open_live(redis: Redis | None, prefix: str) -> tuple[Board, Bus]:
-    """Redis implementations for a client, in-process ones (one process only) for None.
+class Lease(Protocol):
+    """One repairer at a time, across every process sharing the board."""
 
-    The caller owns the client (and closes it); `prefix` starts every key and the channel.
+    async def claim(self, seconds: float) -> bool:
+        """Take (or extend) the lease for `seconds`; False if another holder has it."""
+
+    async def release(self) -> None:
+        """Give the lease up if it is still ours."""
+
+
+@dataclass
+class Freshness:
+    """Whether this process may trust the board: not after one of its own writes to it failed.
+
+    Each failure opens a generation; a repair that started after it closes it.
     """
-    if redis is None:
-        from app.live.memory import MemoryBoard, MemoryBus
 
-        return MemoryBoard(), MemoryBus()
+    failed: int = 0
+    repaired: int = 0
+    wake: Callable[[], None] = field(default=lambda: None)
+
+    @property
+    def trusted(self) -> bool:
+        return self.repaired == self.failed
+
+    def write_failed(self) -> None:
+        self.failed += 1
+        self.wake()
+
+    def repair_started(self) -> int:
+        return self.failed
+
+    def repair_done(self, generation: int) -> None:
+        self.repaired = max(self.repaired, generation)
+
+
+@dataclass
+class Live:
+    """What open_live yields: the board, bus and lease, the client (for the rate limiter), health."""
+
+    board: Board
+    bus: Bus
+    lease: Lease
+    redis: Redis | None = None
+    status: Callable[[], str] = lambda: "not configured"
+    freshness: Freshness = field(default_factory=Freshness)
+    watch: Callable[[], Awaitable[None]] | None = None  # keeps `status` current; run it supervised
+    prefix: str = ""
+
+
+@asynccontextmanager
+async def open_live(url: str | None, prefix: str) -> AsyncIterator[Live]:
+    """Redis implementations for a URL, in-process ones (one process only) for None.
+
+    `prefix` starts every key and the channel; the client is closed on exit.
+    """
+    if url is None:
+        from app.live.memory import MemoryBoard, MemoryBus, MemoryLease
+
+        yield Live(MemoryBoard(), MemoryBus(), MemoryLease(), prefix=prefix)
+        return
     # imported here so that the embedded mode never imports redis
-    from app.live.redis import RedisBoard, RedisBus
+    from app.live.redis import connect
 
-    return RedisBoard(redis, prefix), RedisBus(redis, prefix)
+    async with connect(url, prefix) as live:
+        yield live

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
+from app.live import CHANGED, RESYNC, ReadModelIncomplete
 
 _Key = tuple[int, int, str]
 
@@ -23,18 +24,22 @@ class MemoryBoard:
         self._keys: list[_Key] = []
         self._entries: dict[str, Entry] = {}
         self._removed: set[str] = set()
+        self._mark: int | None = None
 
     async def upsert(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
-            self._put(entry)
+            if entry.user_id not in self._removed:
+                self._put(entry)
 
     def _put(self, entry: Entry) -> None:
         old = self._entries.get(entry.user_id)
-        if entry.user_id in self._removed or (old is not None and entry.seq < old.seq):
-            return
-        if old is not None and entry.seq == old.seq:
-            # a rename re-sends the event that set the score, with the new name
-            self._entries[entry.user_id] = dataclasses.replace(old, display_name=entry.display_name)
+        if old is not None and (entry.name_version, entry.seq) < (old.name_version, old.seq):
+            # an older name never wins: by version, then (equal versions) by the newer event
+            entry = dataclasses.replace(entry, display_name=old.display_name, name_version=old.name_version)
+        if old is not None and entry.seq <= old.seq:
+            # not a newer score: at most the name changes
+            self._entries[entry.user_id] = dataclasses.replace(
+                old, display_name=entry.display_name, name_version=entry.name_version)
             return
         if old is not None:
             del self._keys[bisect_left(self._keys, _key(old))]
@@ -48,15 +53,41 @@ class MemoryBoard:
             del self._keys[bisect_left(self._keys, _key(old))]
 
     async def top(self, limit: int) -> list[Entry]:
+        self._complete()
         return [self._entries[key[2]] for key in self._keys[: max(limit, 0)]]
 
     async def standing(self, user_id: str, around: int) -> Standing | None:
+        self._complete()
         entry = self._entries.get(user_id)
         if entry is None:
             return None
         index, around = bisect_left(self._keys, _key(entry)), max(around, 0)
         window = self._keys[max(index - around, 0) : index + around + 1]
         return Standing(entry, index + 1, tuple(self._entries[key[2]] for key in window))
+
+    async def mark(self) -> int | None:
+        return self._mark
+
+    async def set_mark(self, mark: int) -> None:
+        self._mark = mark
+
+    def _complete(self) -> None:
+        if self._mark is None:
+            raise ReadModelIncomplete("the read model is being built")
+
+
+class MemoryLease:
+    """One process: the lease is a flag."""
+
+    def __init__(self) -> None:
+        self._held = False
+
+    async def claim(self, seconds: float) -> bool:
+        self._held = True
+        return True
+
+    async def release(self) -> None:
+        self._held = False
 
 
 class Messages:
@@ -66,9 +97,10 @@ class Messages:
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
 
     def offer(self, message: str) -> None:
-        # a message only says "look again": replacing an unread one loses nothing
-        if self._queue.full():
-            self._queue.get_nowait()
+        # a message only says "look again": replacing an unread one loses nothing, except
+        # that an unread RESYNC ("you may have missed changes") outranks a plain CHANGED
+        if self._queue.full() and self._queue.get_nowait() == RESYNC and message == CHANGED:
+            message = RESYNC
         self._queue.put_nowait(message)
 
     def __aiter__(self) -> Messages:

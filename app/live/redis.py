@@ -2,30 +2,38 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from itertools import islice
 from typing import Any
 from uuid import uuid4
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.domain import Entry, Standing
-from app.live import RESYNC, LiveUnavailable
+from app.live import RESYNC, Live, LiveUnavailable, ReadModelIncomplete
 from app.live.memory import Fanout
+from app.live.outage import Breaker, is_outage
 from app.tasks import stop
 
 log = logging.getLogger(__name__)
 
-_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_NO_MARK = -2
+_POOL_SIZE, _POOL_WAIT = 64, 1.0  # connections; seconds a call waits for one before it counts as an outage
+_CALL_TIMEOUT = 1.0  # seconds: connect or reply
+_COOLDOWN = 3.0  # seconds the breaker fails fast after an outage
 _OFFSET = 2**63
 _CHUNK = 500  # entries per script call: bounds both the argument list and the time Redis is busy
 _POLL = 1.0
 _BACKOFF_MIN, _BACKOFF_MAX = 0.5, 5.0
+_STORED_NAME = re.compile(r"\d+([+-])(.*)", re.DOTALL)
 
 # Members are "<16 hex: 2**63-1-score><16 hex: seq+2**63><user id>", all with sorted-set score 0:
 # byte order is then rank order for every signed 64-bit score (doubles are exact only to 2**53).
@@ -39,23 +47,39 @@ local function cmp(a, b)
   return 0
 end
 """
-# KEYS: board, members (user -> member or 'deleted'), names. ARGV: user, member, name per entry;
-# name is '+' .. name or '-' for none.
+# KEYS: board, members (user -> member or 'deleted'), names (user -> name_version .. '+' .. name
+# or name_version .. '-' for none). ARGV: user, member, name per entry, the name as stored.
+# The score moves only to a newer seq; the name to a newer name_version, or an equal one
+# carried by a not-older seq.
 _UPSERT = _SEQ_CMP + """
+local function version(name)
+  return tonumber(string.match(name or '', '^(%d+)[+-]')) or -1
+end
 for i = 1, #ARGV, 3 do
   local user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local old = redis.call('HGET', KEYS[2], user)
-  local order = old and old ~= 'deleted' and cmp(member, old) or 1
-  if old ~= 'deleted' and order >= 0 then
+  if old ~= 'deleted' then
+    local order = old and cmp(member, old) or 1
     if order > 0 then
       if old then redis.call('ZREM', KEYS[1], old) end
       redis.call('ZADD', KEYS[1], 0, member)
       redis.call('HSET', KEYS[2], user, member)
     end
-    if name == '-' then redis.call('HDEL', KEYS[3], user)
-    else redis.call('HSET', KEYS[3], user, string.sub(name, 2)) end
+    local new, known = version(name), version(redis.call('HGET', KEYS[3], user))
+    if new > known or (new == known and order >= 0) then
+      redis.call('HSET', KEYS[3], user, name)
+    end
   end
 end
+return 0
+"""
+# KEYS: lease; ARGV: token, milliseconds. Extends the lease only for its holder.
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 # KEYS: board, members, names; ARGV: user. The tombstone blocks later upserts: deletion is final.
@@ -66,9 +90,11 @@ redis.call('HSET', KEYS[2], ARGV[1], 'deleted')
 redis.call('HDEL', KEYS[3], ARGV[1])
 return 0
 """
-# KEYS: board, members, names; ARGV: limit (top) or around, then the user for a standing.
-# Returns {0-based rank of the user or -1, member, name, member, name, ...}; {} if the user is absent.
+# KEYS: board, members, names, mark; ARGV: limit (top) or around, then the user for a standing.
+# Returns {0-based rank of the user or -1, member, name, member, name, ...}; {} if the user is
+# absent; {-2} while the board has no mark (empty, lost or being rebuilt: not the truth).
 _READ = """
+if redis.call('EXISTS', KEYS[4]) == 0 then return {-2} end
 local n, rank, first, last = tonumber(ARGV[1]), -1, 0, tonumber(ARGV[1]) - 1
 if ARGV[2] then
   local member = redis.call('HGET', KEYS[2], ARGV[2])
@@ -85,15 +111,6 @@ return out
 """
 
 
-@contextmanager
-def _reachable() -> Iterator[None]:
-    """The one place where 'Redis cannot be reached' becomes LiveUnavailable."""
-    try:
-        yield
-    except _DOWN as exc:
-        raise LiveUnavailable(f"redis: {exc}") from exc
-
-
 def _hex(value: int) -> str:
     if not -_OFFSET <= value < _OFFSET:
         raise ValueError(f"{value} is outside the signed 64-bit range")
@@ -102,7 +119,18 @@ def _hex(value: int) -> str:
 
 def _args(entry: Entry) -> tuple[str, str, str]:
     member = _hex(-1 - entry.score) + _hex(entry.seq) + entry.user_id
-    return entry.user_id, member, "-" if entry.display_name is None else "+" + entry.display_name
+    name = "-" if entry.display_name is None else "+" + entry.display_name
+    return entry.user_id, member, f"{entry.name_version}{name}"
+
+
+def _name(stored: bytes | str | None) -> str | None:
+    """A stored name without its version ("12+alice" -> "alice"; "3-" -> None)."""
+    if stored is None:
+        return None
+    match = _STORED_NAME.match(_text(stored))
+    if match is None:  # written before names were versioned
+        return _text(stored)
+    return match[2] if match[1] == "+" else None
 
 
 def _chunks(entries: Iterable[Entry]) -> Iterator[list[str]]:
@@ -121,51 +149,91 @@ def _entries(flat: Sequence[Any]) -> list[Entry]:
     for raw, name in zip(flat[::2], flat[1::2], strict=True):
         member = _text(raw)
         score, seq = _OFFSET - 1 - int(member[:16], 16), int(member[16:32], 16) - _OFFSET
-        entries.append(Entry(member[32:], None if name is None else _text(name), score, seq))
+        entries.append(Entry(member[32:], _name(name), score, seq))
     return entries
 
 
 class RedisBoard:
-    """The board in three keys under `prefix`, changed only by atomic scripts."""
+    """The board in three keys under `prefix`, changed only by atomic scripts, and its mark."""
 
-    def __init__(self, client: Redis, prefix: str) -> None:
-        self._prefix = prefix
+    def __init__(self, client: Redis, prefix: str, breaker: Breaker | None = None) -> None:
+        self._client = client
+        self._breaker = breaker or Breaker(cooldown=0.0)
+        self._mark_key = f"{prefix}mark"
         self._keys = [f"{prefix}board", f"{prefix}members", f"{prefix}names"]
         self._upsert = client.register_script(_UPSERT)
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
 
     async def upsert(self, entries: Iterable[Entry]) -> None:
-        with _reachable():
+        with self._breaker.guard():
             for args in _chunks(entries):
                 await self._upsert(keys=self._keys, args=args)
 
     async def remove(self, user_id: str) -> None:
-        with _reachable():
+        with self._breaker.guard():
             await self._remove(keys=self._keys, args=[user_id])
 
     async def top(self, limit: int) -> list[Entry]:
         if limit <= 0:
             return []
-        with _reachable():
-            reply = await self._read(keys=self._keys, args=[limit])
+        reply = await self._read_script(limit)
         return _entries(reply[1:])
 
     async def standing(self, user_id: str, around: int) -> Standing | None:
         around = max(around, 0)
-        with _reachable():
-            reply = await self._read(keys=self._keys, args=[around, user_id])
+        reply = await self._read_script(around, user_id)
         if not reply:
             return None
         rank, window = int(reply[0]), _entries(reply[1:])
         return Standing(window[rank - max(rank - around, 0)], rank + 1, tuple(window))
 
+    async def _read_script(self, *args: int | str) -> list[Any]:
+        with self._breaker.guard():
+            reply: list[Any] = await self._read(keys=[*self._keys, self._mark_key], args=list(args))
+        if reply and int(reply[0]) == _NO_MARK:
+            raise ReadModelIncomplete("the read model is being rebuilt")
+        return reply
+
+    async def mark(self) -> int | None:
+        with self._breaker.guard():
+            value = await self._client.get(self._mark_key)
+        return None if value is None else int(value)
+
+    async def set_mark(self, mark: int) -> None:
+        with self._breaker.guard():
+            await self._client.set(self._mark_key, mark)
+
+
+class RedisLease:
+    """A key with an expiry holding our token: SET NX to take it, a script to extend or drop it."""
+
+    def __init__(self, client: Redis, prefix: str, breaker: Breaker | None = None) -> None:
+        self._client = client
+        self._breaker = breaker or Breaker(cooldown=0.0)
+        self._key = f"{prefix}repair-lease"
+        self._token = uuid4().hex
+        self._extend = client.register_script(_EXTEND)
+        self._release = client.register_script(_RELEASE)
+
+    async def claim(self, seconds: float) -> bool:
+        millis = max(int(seconds * 1000), 1)
+        with self._breaker.guard():
+            if await self._client.set(self._key, self._token, nx=True, px=millis):
+                return True
+            return bool(await self._extend(keys=[self._key], args=[self._token, millis]))
+
+    async def release(self) -> None:
+        with self._breaker.guard():
+            await self._release(keys=[self._key], args=[self._token])
+
 
 class RedisBus:
     """One pub/sub subscription per instance, fanned out to any number of local subscribers."""
 
-    def __init__(self, client: Redis, prefix: str) -> None:
+    def __init__(self, client: Redis, prefix: str, breaker: Breaker | None = None) -> None:
         self._client = client
+        self._breaker = breaker or Breaker(cooldown=0.0)
         self._channel = f"{prefix}changes"
         self._origin = uuid4().hex  # our own messages come back from Redis: skip them
         self._fanout = Fanout()
@@ -173,7 +241,7 @@ class RedisBus:
 
     async def publish(self, message: str) -> None:
         self._fanout.deliver(message)  # local subscribers hear it even while Redis is away
-        with _reachable():
+        with self._breaker.guard():
             await self._client.publish(self._channel, f"{self._origin} {message}")
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[str]]:
@@ -200,10 +268,11 @@ class RedisBus:
                     await pubsub.subscribe(self._channel)
                     delay = _BACKOFF_MIN
                     await self._pump(pubsub)
-            except _DOWN as exc:
-                log.warning("redis bus unavailable (%s); retrying in %.1f s", exc, delay)
-            except Exception:  # a surprise must not silence the bus for good
-                log.exception("redis bus reader failed; retrying in %.1f s", delay)
+            except Exception as exc:  # a surprise must not silence the bus for good
+                if is_outage(exc):
+                    log.warning("redis bus unavailable (%s); retrying in %.1f s", exc, delay)
+                else:
+                    log.exception("redis bus reader failed; retrying in %.1f s", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _BACKOFF_MAX)
 
@@ -230,3 +299,39 @@ class RedisBus:
         origin, _, message = data.partition(" ")
         if origin != self._origin:
             self._fanout.deliver(message)
+
+
+@asynccontextmanager
+async def connect(url: str, prefix: str) -> AsyncIterator[Live]:
+    """A client on a bounded, blocking pool; one breaker for every call; the cached status."""
+    client = Redis(connection_pool=_pool(url))
+    breaker = Breaker(cooldown=_COOLDOWN)
+    live = Live(
+        board=RedisBoard(client, prefix, breaker), bus=RedisBus(client, prefix, breaker),
+        lease=RedisLease(client, prefix, breaker), redis=client, status=lambda: breaker.status,
+        watch=lambda: _watch(client, breaker), prefix=prefix,
+    )
+    try:
+        yield live
+    finally:
+        await client.aclose()
+        await client.connection_pool.disconnect()
+
+
+def _pool(url: str) -> BlockingConnectionPool:
+    # Short timeouts and no retry of a timeout: an outage must degrade requests, not stall them
+    # (the breaker makes the next calls fail fast). A refused connection is retried once: after a
+    # restart the pooled connections are dead, and a fresh one answers at once.
+    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    return BlockingConnectionPool.from_url(
+        url, max_connections=_POOL_SIZE, timeout=_POOL_WAIT, socket_timeout=_CALL_TIMEOUT,
+        socket_connect_timeout=_CALL_TIMEOUT, retry=retry, health_check_interval=15,
+    )
+
+
+async def _watch(client: Redis, breaker: Breaker) -> None:
+    """Ping every few seconds, so the status is current while no request uses Redis."""
+    while True:
+        with contextlib.suppress(LiveUnavailable), breaker.guard():
+            await client.ping()
+        await asyncio.sleep(_COOLDOWN)

@@ -17,6 +17,7 @@ from app.errors import AppError
 from app.hub import Hub
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
+from app.tasks import Supervisor
 
 # The contract's codes by status (one code per status), for refusals counted from the response.
 CODES = {kind.status: kind.code for kind in AppError.__subclasses__()}
@@ -43,8 +44,10 @@ class Metrics:
                                   multiprocess_mode="livesum")
         self.hub = Gauge("scoreboard_hub", "Hub counters since start: pushes, coalesced, build_seconds",
                          ["counter"], registry=registry, multiprocess_mode="sum")
-        self.reconciler = Gauge("scoreboard_read_model", "Reconciler counters since start: runs, repaired",
+        self.reconciler = Gauge("scoreboard_read_model", "Reconciler counters since start: runs, repaired, rebuilds",
                                 ["counter"], registry=registry, multiprocess_mode="sum")
+        self.task_restarts = Gauge("scoreboard_task_restarts", "Background task restarts since start, by task",
+                                   ["task"], registry=registry, multiprocess_mode="sum")
 
     def count_increment(self, applied: bool) -> None:
         self.increments.labels("applied" if applied else "duplicate", "").inc()
@@ -58,7 +61,8 @@ class Metrics:
         if status == 503 and route != "/stream":  # /stream's 503 is its cap, not the database
             self.dependency_errors.labels("database").inc()
 
-    def sample(self, hub: Hub, reconciler: Reconciler, limiter: RateLimiter) -> None:
+    def sample(self, hub: Hub, reconciler: Reconciler, limiter: RateLimiter,
+               supervisor: Supervisor | None = None) -> None:
         """Copy the counters the hub, reconciler and limiter keep into this process's gauges."""
         self.open_streams.set(hub.open_streams)
         for name, value in (("pushes", hub.pushes), ("coalesced", hub.coalesced),
@@ -66,14 +70,18 @@ class Metrics:
             self.hub.labels(name).set(value)
         self.reconciler.labels("runs").set(reconciler.runs)
         self.reconciler.labels("repaired").set(reconciler.repaired)
+        self.reconciler.labels("rebuilds").set(reconciler.rebuilds)
+        for task, restarts in (supervisor.restarts if supervisor is not None else {}).items():
+            self.task_restarts.labels(task).set(restarts)
         # Redis failures: the limiter's fallbacks to process-local counters (each is a failed Redis call).
         self.dependency_errors.labels("redis").inc(limiter.fallbacks - self._redis_errors_seen)
         self._redis_errors_seen = limiter.fallbacks
 
-    async def keep_sampling(self, hub: Hub, reconciler: Reconciler, limiter: RateLimiter) -> None:
+    async def keep_sampling(self, hub: Hub, reconciler: Reconciler, limiter: RateLimiter,
+                            supervisor: Supervisor | None = None) -> None:
         """In multiprocess mode a scrape reaches one worker: every worker samples on its own."""
         while True:
-            self.sample(hub, reconciler, limiter)
+            self.sample(hub, reconciler, limiter, supervisor)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
     def exposition(self) -> bytes:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
+from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, Standing
 
 
 class Store(Protocol):
@@ -54,7 +54,22 @@ class AuditLog(Protocol):
         """Clear the user's flag; False if there was none."""
 
 
-class Database(Store, AuditLog, Protocol):
+class ChangeFeed(Protocol):
+    """Every user's latest state in the order it changed: what the read model repair reads.
+
+    A writer needs to do nothing for it (a trigger keys each insert and update), so the repair
+    costs what changed since its last horizon, not the number of users.
+    """
+
+    async def change_horizon(self) -> int:
+        """A key every change not yet visible will get at least: all changes below it are committed."""
+
+    async def changes(self, since: int, after: tuple[int, str], limit: int) -> list[Change]:
+        """Up to `limit` users changed at or after key `since`, in (key, user id) order after `after`;
+        deleted users included (their `deleted` is set)."""
+
+
+class Database(Store, AuditLog, ChangeFeed, Protocol):
     """What open_store yields: both protocols, from one connection pool."""
 
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiopg
 import psycopg2
 
-from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
+from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, Standing
 from app.errors import ServiceUnavailable, UserDeleted
 from app.store import queries as q
 
@@ -42,6 +42,9 @@ FLAG_IF_OVER = """
     WHERE user_flags.cleared_at IS NOT NULL
     RETURNING points"""
 CLEAR_FLAG = "UPDATE user_flags SET cleared_at = now() WHERE user_id = %s AND cleared_at IS NULL"
+# Every transaction below the oldest one still running has ended: its changes are visible.
+HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+CHANGES = q.changes("changed_xid")
 
 
 class _AlreadyRecorded(Exception):
@@ -190,3 +193,15 @@ class PostgresStore:
         async with self._cursor(transaction=True) as cur:
             await cur.execute(CLEAR_FLAG, (user_id,))
             return bool(cur.rowcount)
+
+    # The change feed (ChangeFeed): keys are the ids of the transactions that changed each row.
+
+    async def change_horizon(self) -> int:
+        async with self._cursor() as cur:
+            await cur.execute(HORIZON)
+            return int((await cur.fetchone())[0])
+
+    async def changes(self, since: int, after: tuple[int, str], limit: int) -> list[Change]:
+        async with self._cursor() as cur:
+            await cur.execute(CHANGES, (since, *after, limit))
+            return [q.change(row) for row in await cur.fetchall()]

@@ -5,10 +5,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from app.domain import AuditEvent, Entry, IncrementResult
+from app.domain import AuditEvent, Change, Entry, IncrementResult
 from app.errors import ValidationFailed
 
-ENTRY_COLUMNS = "user_id, display_name, score, seq"
+ENTRY_COLUMNS = "user_id, display_name, score, seq, name_version"
 RANKED = f"""
     SELECT {ENTRY_COLUMNS} FROM users WHERE deleted_at IS NULL
     ORDER BY score DESC, seq ASC LIMIT %s OFFSET %s"""
@@ -34,11 +34,26 @@ EVENTS = """
     WHERE user_id = %s AND id < %s ORDER BY id DESC LIMIT %s"""
 FLAGGED = "SELECT 1 FROM user_flags WHERE user_id = %s AND cleared_at IS NULL"
 
+
+def changes(key_column: str) -> str:
+    """Keyset page of the change feed from a horizon, after the last (key, user) read; the
+    index users_changes serves it (never OFFSET: each page costs the same)."""
+    return f"""
+    SELECT {ENTRY_COLUMNS}, deleted_at IS NOT NULL, {key_column} FROM users
+    WHERE {key_column} >= %s AND ({key_column}, user_id) > (%s, %s)
+    ORDER BY {key_column}, user_id LIMIT %s"""
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def entry(row: Sequence[Any]) -> Entry:
-    return Entry(user_id=row[0], display_name=row[1], score=int(row[2]), seq=int(row[3]))
+    version = int(row[4]) if len(row) > 4 else 0
+    return Entry(user_id=row[0], display_name=row[1], score=int(row[2]), seq=int(row[3]), name_version=version)
+
+
+def change(row: Sequence[Any]) -> Change:
+    """A CHANGES row: the entry's columns, then deleted, then the feed key."""
+    return Change(key=int(row[6]), entry=entry(row[:5]), deleted=bool(row[5]))
 
 
 def recorded_result(row: Sequence[Any]) -> IncrementResult:

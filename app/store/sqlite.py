@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
+from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, Standing
 from app.errors import ServiceUnavailable, UserDeleted
 from app.store import queries as q
 
@@ -29,11 +29,15 @@ FLAG_IF_OVER = f"""
     ON CONFLICT (user_id) DO UPDATE SET points = excluded.points, flagged_at = {NOW}, cleared_at = NULL
     WHERE user_flags.cleared_at IS NOT NULL
     RETURNING points"""
+HORIZON = "SELECT value + 1 FROM change_counter"
 CLEAR_FLAG = f"UPDATE user_flags SET cleared_at = {NOW} WHERE user_id = ? AND cleared_at IS NULL"
 
 
 def _sql(statement: str) -> str:
     return statement.replace("%s", "?")
+
+
+CHANGES = _sql(q.changes("changed_seq"))
 
 
 @asynccontextmanager
@@ -173,3 +177,14 @@ class SqliteStore:
         async with self._session(transaction=True):
             cursor = await self._conn.execute(CLEAR_FLAG, (user_id,))
             return cursor.rowcount > 0
+
+    # The change feed (ChangeFeed): keys come from a counter that triggers bump in commit order.
+
+    async def change_horizon(self) -> int:
+        async with self._session():
+            return int((await self._one(HORIZON, ()))[0])
+
+    async def changes(self, since: int, after: tuple[int, str], limit: int) -> list[Change]:
+        async with self._session():
+            async with self._conn.execute(CHANGES, (since, *after, limit)) as cursor:
+                return [q.change(row) for row in await cursor.fetchall()]

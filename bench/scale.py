@@ -1,0 +1,323 @@
+"""`python -m bench scale`: the read model at 1M and 10M users (issue 12).
+
+For each size: users seeded by SQL (generate_series) into a fresh PostgreSQL schema, a
+private redis-server on its own port (the shared one is never filled), the service started
+as `python -m app`:
+- cold: Redis empty. Time from start to correct reads (GET /scores equal to the database's
+  rank for sampled users) and to a complete read model (the board's mark set, every user on it);
+- intact: the service restarted on the built read model: time to correct reads;
+- GET /scores p99 (wrk, random users) while a repair of `--changes` users runs, against p99 with
+  no repair running, measured in the same run, alternating, `--rounds` times; non-2xx counted;
+- RSS of the service and Redis memory.
+Everything seeded is dropped. Run it under `flock /tmp/scoreboard-bench.lock`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import redis
+
+from app.store.migrations import migrate
+from bench.backends import SECRET
+from bench.report import RESULTS, _machine
+
+POSTGRES = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+WAIT = 280.0  # seconds: the longest any phase may take
+WRK_SECONDS = 4
+# BENCH_PROFILE=1: py-spy (from this venv) records the service during each repair
+PROFILE = str(Path(sys.executable).parent / "py-spy") if os.environ.get("BENCH_PROFILE") else ""
+WRK_SCRIPT = """
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/scores/u" .. math.random(1, {users}))
+end
+"""
+
+
+@dataclass
+class Point:
+    users: int
+    seed_seconds: float = 0.0
+    cold_correct_reads_seconds: float = 0.0
+    cold_complete_seconds: float = 0.0
+    intact_correct_reads_seconds: float = 0.0
+    rss_mb: float = 0.0
+    redis_used_mb: float = 0.0
+    complete_users_on_board: int = 0  # when the budget ended the rebuild early: how far it got
+    complete_extrapolated: bool = False
+    repair_changes: int = 0
+    repair_seconds: list[float] = field(default_factory=list)
+    p99_idle_ms: list[float] = field(default_factory=list)
+    p99_repair_ms: list[float] = field(default_factory=list)
+    non_2xx: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        if not self.p99_idle_ms:
+            return asdict(self)
+        idle, busy = statistics.median(self.p99_idle_ms), statistics.median(self.p99_repair_ms)
+        return {**asdict(self), "p99_idle_median_ms": idle, "p99_repair_median_ms": busy,
+                "p99_ratio_repair_vs_idle": round(busy / idle, 3)}
+
+
+def _sql(url: str, statement: str) -> list[Any]:
+    conn = psycopg2.connect(url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _schema(users: int) -> Iterator[str]:
+    name = f"bench_scale_{uuid.uuid4().hex[:8]}"
+    _sql(POSTGRES, f"CREATE SCHEMA {name}")
+    try:
+        url = f"{POSTGRES}?schema={name}"
+        migrate(url)
+        yield name
+    finally:
+        _sql(POSTGRES, f"DROP SCHEMA {name} CASCADE")
+
+
+def _seed(schema: str, users: int) -> float:
+    started = time.monotonic()
+    _sql(POSTGRES, f"""
+        INSERT INTO {schema}.users (user_id, display_name, score, seq)
+        SELECT 'u' || g, 'player ' || g, (hashint4(g) & 1048575)::bigint, g FROM generate_series(1, {users}) AS g;
+        SELECT setval('{schema}.score_seq', {users} + 1);
+        ANALYZE {schema}.users""")
+    return time.monotonic() - started
+
+
+@contextmanager
+def _redis_server() -> Iterator[int]:
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.kill()
+        process.wait()
+
+
+class Service:
+    """`python -m app` on a free port, with its output in a log file."""
+
+    def __init__(self, schema: str, redis_port: int, log: Path) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.env = {**os.environ, "DATABASE_URL": f"{POSTGRES}?schema={schema}", "AUTO_MIGRATE": "0",
+                    "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REDIS_PREFIX": "scale:",
+                    "JWT_SECRET": SECRET, "PORT": str(self.port), "RECONCILE_INTERVAL": "2"}
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> float:
+        with open(self.log, "ab") as out:  # noqa: ASYNC230 - once per start
+            self.process = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", env=self.env,
+                                                                stdout=out, stderr=out)
+        return time.monotonic()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.process.wait(), 30)
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]
+
+
+async def _raw(port: int, path: str) -> bytes:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return b""
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return await reader.read()
+    except OSError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def _get(port: int, path: str) -> tuple[int, Any]:
+    head, _, body = (await _raw(port, path)).partition(b"\r\n\r\n")
+    status = int(head.split()[1]) if head else 0
+    return status, json.loads(body) if body.startswith(b"{") else None
+
+
+def _truth(schema: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """user -> (score, rank) computed by the database itself."""
+    rows = _sql(POSTGRES, f"""
+        SELECT u.user_id, u.score, 1 + (SELECT count(*) FROM {schema}.users o WHERE o.deleted_at IS NULL
+            AND (o.score > u.score OR (o.score = u.score AND o.seq < u.seq)))
+        FROM {schema}.users u WHERE u.user_id IN ({", ".join(f"'{u}'" for u in user_ids)})""")
+    return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+
+
+async def _until_correct(port: int, truth: dict[str, tuple[int, int]], started: float) -> float:
+    while time.monotonic() - started < WAIT:
+        answers = [await _get(port, f"/scores/{user}") for user in truth]
+        if all(status == 200 and (body["score"], body["rank"]) == truth[user]
+               for (status, body), user in zip(answers, truth, strict=True)):
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    raise TimeoutError("reads never became correct")
+
+
+async def _until_complete(redis_port: int, users: int, started: float, budget: float) -> tuple[float, int]:
+    """Seconds until the board is complete, and how many users it holds then; when the budget ends
+    first, the time it would take at the rate so far (extrapolated) and how many it holds."""
+    client = redis.asyncio.Redis(port=redis_port)
+    try:
+        while True:
+            on_board = await client.zcard("scale:board")
+            elapsed = time.monotonic() - started
+            if on_board >= users and await client.exists("scale:mark"):
+                return elapsed, on_board
+            if elapsed > budget:
+                return (elapsed * users / on_board if on_board else float("inf")), on_board
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+
+
+async def _wrk(port: int, users: int, script: Path) -> tuple[float, int]:
+    """p99 in ms and non-2xx count of WRK_SECONDS of random GET /scores."""
+    script.write_text(WRK_SCRIPT.format(users=users))  # noqa: ASYNC240 - a few bytes
+    process = await asyncio.create_subprocess_exec(
+        "wrk", "-t1", "-c8", f"-d{WRK_SECONDS}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}",
+        stdout=asyncio.subprocess.PIPE)
+    out = (await process.communicate())[0].decode()
+    match = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    if match is None:
+        raise RuntimeError(f"no p99 in wrk's output:\n{out}")
+    p99 = float(match[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match[2]]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return p99, int(errors[1]) if errors else 0
+
+
+async def _repaired(port: int) -> float:
+    """The service's count of change-feed rows applied by repairs."""
+    text = (await _raw(port, "/metrics")).decode(errors="replace")
+    match = re.search(r'scoreboard_read_model\{counter="repaired"\} ([\d.e+]+)', text)
+    return float(match[1]) if match else 0.0
+
+
+async def _profile(pid: int, name: str) -> None:
+    """py-spy over the service while a repair runs (BENCH_PROFILE=1): raw stacks in bench/results/."""
+    process = await asyncio.create_subprocess_exec(
+        PROFILE, "record", "-p", str(pid), "-d", str(WRK_SECONDS), "-f", "raw", "-o",
+        str(RESULTS / f"scale-{name}.txt"), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await process.wait()
+
+
+async def _repair_round(point: Point, schema: str, port: int, pid: int, script: Path, round_no: int) -> None:
+    """p99 with no repair, then p99 while a repair of `repair_changes` users runs."""
+    p99, errors = await _wrk(port, point.users, script)
+    point.p99_idle_ms.append(p99)
+    point.non_2xx += errors
+    before = await _repaired(port)
+    first = 1 + round_no * point.repair_changes % point.users
+    _sql(POSTGRES, f"UPDATE {schema}.users SET score = score + 1 WHERE user_id IN "
+                   f"(SELECT 'u' || g FROM generate_series({first}, {first + point.repair_changes - 1}) AS g)")
+    started = time.monotonic()
+    wrk = asyncio.create_task(_wrk(port, point.users, script))
+    profile = asyncio.create_task(_profile(pid, f"repair-{round_no}")) if PROFILE else None
+    while await _repaired(port) < before + point.repair_changes and time.monotonic() - started < WAIT:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    point.repair_seconds.append(round(time.monotonic() - started, 2))
+    p99, errors = await wrk
+    if profile is not None:
+        await profile
+    point.p99_repair_ms.append(p99)
+    point.non_2xx += errors
+
+
+async def measure(users: int, changes: int, rounds: int, budget: float) -> Point:
+    point = Point(users=users, repair_changes=changes)
+    RESULTS.mkdir(exist_ok=True)
+    log, script = RESULTS / f"scale-{users}.log", RESULTS / "scale-scores.lua"
+    with _schema(users) as schema, _redis_server() as redis_port:
+        point.seed_seconds = round(_seed(schema, users), 1)
+        truth = _truth(schema, [f"u{n}" for n in (1, users // 2, users)])
+        print(f"scale: {users} users seeded in {point.seed_seconds} s", file=sys.stderr, flush=True)
+        service = Service(schema, redis_port, log)
+        started = await service.start()
+        try:
+            point.cold_correct_reads_seconds = round(await _until_correct(service.port, truth, started), 2)
+            complete, point.complete_users_on_board = await _until_complete(redis_port, users, started, budget)
+            point.cold_complete_seconds = round(complete, 1)
+            point.complete_extrapolated = point.complete_users_on_board < users
+            if point.complete_extrapolated:  # stay within the lock's time: the rest needs a complete board
+                point.rss_mb = round(service.rss_mb(), 1)
+                point.redis_used_mb = round(redis.Redis(port=redis_port).info("memory")["used_memory"] / 2**20, 1)
+                return point
+            await service.stop()
+            started = await service.start()
+            point.intact_correct_reads_seconds = round(await _until_correct(service.port, truth, started), 2)
+            for round_no in range(rounds):
+                assert service.process is not None
+                await _repair_round(point, schema, service.port, service.process.pid, script, round_no)
+            point.rss_mb = round(service.rss_mb(), 1)
+            point.redis_used_mb = round(redis.Redis(port=redis_port).info("memory")["used_memory"] / 2**20, 1)
+        finally:
+            await service.stop()
+    return point
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__)
+    parser.add_argument("--users", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--changes", type=int, default=100_000, help="users changed per measured repair")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=WAIT,
+                        help="seconds to wait for a complete read model; past it, extrapolate and stop")
+    args = parser.parse_args(argv)
+    points = [asyncio.run(measure(users, args.changes, args.rounds, args.budget)) for users in args.users]
+    document = {"generatedAt": datetime.now(UTC).isoformat(timespec="seconds"), "machine": _machine(),
+                "points": [point.summary() for point in points]}
+    path = RESULTS / "scale.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(json.dumps(document["points"], indent=2))
+    print(f"written: {path}")
+    return 0

@@ -1,0 +1,83 @@
+"""Background tasks survive any failure (restarted, counted, reported), and a blackholed Redis
+costs one timeout per breaker pause instead of one per call."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.config import Settings
+from app.http.keys import HUB
+from app.live import LiveUnavailable, open_live
+from tests.conftest import SECRET, MakeClient, auth, eventually
+
+
+async def _increment(client: TestClient[Any, Any]) -> None:
+    body = {"userId": "u", "actionId": uuid.uuid4().hex}
+    assert (await client.post("/scores/increment", json=body, headers=auth())).status == 200
+
+
+async def test_a_failing_hub_is_restarted_counted_and_reported(make_client: MakeClient, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    client = await make_client(Settings(jwt_secret=SECRET, database_url=f"sqlite:///{tmp_path}/s.db",
+                                        push_interval=0.05))
+    hub = client.server.app[HUB]
+
+    async def bug() -> bool:
+        raise RuntimeError("a bug in the hub")
+
+    monkeypatch.setattr(hub, "refresh", bug)
+
+    async def reported() -> None:
+        await _increment(client)  # a change the hub fails to read
+        ready = await client.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["failed"]["hub"] == "failing: RuntimeError: a bug in the hub"
+
+    await eventually(reported, 10)
+    assert 'scoreboard_task_restarts{task="hub"}' in await (await client.get("/metrics")).text()
+    monkeypatch.undo()
+
+    async def recovered() -> None:
+        await _increment(client)  # the restarted hub hears it and refreshes
+        assert (await client.get("/readyz")).status == 200
+        assert [e["score"] for e in (await (await client.get("/top")).json())["entries"]] == [
+            (await (await client.get("/scores/u")).json())["score"]]
+
+    await eventually(recovered, 15)
+
+
+@pytest.fixture
+async def blackhole() -> AsyncIterator[list[int]]:
+    """A TCP server that accepts and never answers; yields the count of connections it accepted."""
+    accepted = [0]
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted[0] += 1
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    accepted.append(server.sockets[0].getsockname()[1])
+    try:
+        yield accepted
+    finally:
+        server.close()
+
+
+async def test_a_blackholed_redis_costs_one_timeout_per_pause(blackhole: list[int]) -> None:
+    url = f"redis://127.0.0.1:{blackhole[1]}/0"
+    async with open_live(url, f"test:{uuid.uuid4().hex}:") as live:
+        assert live.status() == "ok"  # nothing tried yet
+        for _ in range(20):
+            with pytest.raises(LiveUnavailable):
+                await live.board.top(10)
+        with pytest.raises(LiveUnavailable):
+            await live.bus.publish("changed")
+        assert blackhole[0] == 1  # one connection waited out its timeout; every later call failed fast
+        assert live.status() == "unavailable"
