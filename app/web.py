@@ -92,12 +92,14 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         board, bus = open_live(redis, settings.redis_prefix)
         limiter = RateLimiter.open(redis, settings.redis_prefix, settings.rate_limit_user, settings.rate_limit_caller)
         app[LIMITER] = limiter
-        scoreboard = Scoreboard(app[STORE], board, bus, limiter, settings.actions, app[MODERATION])
+        scoreboard = Scoreboard(app[STORE], board, bus, limiter, settings.actions, app[MODERATION],
+                                settings.batch_window, settings.batch_max)
         app[SCOREBOARD] = scoreboard
         app[HUB] = Hub(scoreboard, bus, settings.push_interval, settings.stream_max)
         app[RECONCILER] = Reconciler(app[STORE], board, bus, settings.reconcile_interval)
         app[REDIS_STATUS] = _redis_status(redis)
         yield
+        await scoreboard.drain()  # batches still committing answer their callers before Redis closes
     finally:
         if redis is not None:
             await redis.aclose()

@@ -11,8 +11,9 @@ from app.auth.tokens import Caller
 from app.domain import AuditEvent, IncrementResult, Standing
 from app.errors import UnsupportedMediaType, ValidationFailed
 from app.http import schemas
-from app.http.keys import CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
+from app.http.keys import AUDIT, CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
 from app.hub import TOP_SIZE
+from app.service import audit_fields
 from app.snapshot import Snapshot, entry_body
 
 # Built once: marshmallow copies every declared field when a schema is constructed.
@@ -84,6 +85,8 @@ async def increment(request: web.Request) -> web.Response:
     body = await _json_body(request, schemas.increment_body(tuple(request.app[SETTINGS].actions)))
     result, quota = await request.app[SCOREBOARD].increment(
         caller.sub, body["userId"], body["actionId"], body["action"])
+    if result.applied:  # the access line carries it: one log line per increment
+        request[AUDIT] = audit_fields(result, caller.sub)
     request.app[METRICS].count_increment(result.applied)
     return web.json_response(_increment_body(result), headers=quota.headers() if quota else None)
 

@@ -34,4 +34,5 @@ OPENAPI = web.AppKey("scoreboard.openapi", bytes)  # the document, encoded once 
 # Redis status for /readyz: "ok", "unavailable" or "not configured".
 REQUEST_ID = web.RequestKey("scoreboard.request_id", str)  # echoed in X-Request-ID
 CALLER_SUB = web.RequestKey("scoreboard.caller_sub", str)  # for the access log, once authenticated
+AUDIT = web.RequestKey("scoreboard.audit", dict[str, object])  # an applied increment's audit fields, logged once
 REDIS_STATUS: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("scoreboard.redis_status")

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 # Sent to local subscribers when the bus (re)connects: changes may have been missed.
 RESYNC = "resync"
+# Published after a commit changed the board: every process's hub looks again.
+CHANGED = "changed"
 
 
 class LiveUnavailable(Exception):
@@ -25,8 +27,10 @@ class LiveUnavailable(Exception):
 class Board(Protocol):
     """Ranked users in O(log n): score descending, then the earlier `seq` first."""
 
-    async def upsert(self, entries: Iterable[Entry]) -> None:
-        """Record each entry unless the board already holds a newer `seq` for that user."""
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+        """Record each entry unless the board already holds a newer `seq` for that user; then
+        publish CHANGED on `announce` (in the same round trip when both live in one Redis).
+        This process's subscribers hear it even when the upsert fails."""
 
     async def remove(self, user_id: str) -> None:
         """Drop the user for good: later upserts for them are ignored (deletion is final)."""

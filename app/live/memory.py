@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
+from app.live import CHANGED, Bus
 
 _Key = tuple[int, int, str]
 
@@ -24,9 +25,11 @@ class MemoryBoard:
         self._entries: dict[str, Entry] = {}
         self._removed: set[str] = set()
 
-    async def upsert(self, entries: Iterable[Entry]) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
         for entry in entries:
             self._put(entry)
+        if announce is not None:
+            await announce.publish(CHANGED)
 
     def _put(self, entry: Entry) -> None:
         old = self._entries.get(entry.user_id)

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.domain import Entry, Standing
-from app.live import RESYNC, LiveUnavailable
+from app.live import CHANGED, RESYNC, Bus, LiveUnavailable
 from app.live.memory import Fanout
 from app.tasks import stop
 
@@ -39,10 +39,11 @@ local function cmp(a, b)
   return 0
 end
 """
-# KEYS: board, members (user -> member or 'deleted'), names. ARGV: user, member, name per entry;
+# KEYS: board, members (user -> member or 'deleted'), names. ARGV: a channel ('' for none) and the
+# message to publish on it once the entries are in, then user, member, name per entry;
 # name is '+' .. name or '-' for none.
 _UPSERT = _SEQ_CMP + """
-for i = 1, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local old = redis.call('HGET', KEYS[2], user)
   local order = old and old ~= 'deleted' and cmp(member, old) or 1
@@ -56,6 +57,7 @@ for i = 1, #ARGV, 3 do
     else redis.call('HSET', KEYS[3], user, string.sub(name, 2)) end
   end
 end
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 0
 """
 # KEYS: board, members, names; ARGV: user. The tombstone blocks later upserts: deletion is final.
@@ -135,10 +137,15 @@ class RedisBoard:
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
 
-    async def upsert(self, entries: Iterable[Entry]) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+        # A Redis bus publishes from inside the last chunk's script: one round trip for both.
+        note = announce.outgoing(CHANGED) if isinstance(announce, RedisBus) else ("", "")
+        chunks = list(_chunks(entries)) or [[]]
         with _reachable():
-            for args in _chunks(entries):
-                await self._upsert(keys=self._keys, args=args)
+            for number, args in enumerate(chunks, 1):
+                await self._upsert(keys=self._keys, args=[*(note if number == len(chunks) else ("", "")), *args])
+        if announce is not None and not isinstance(announce, RedisBus):
+            await announce.publish(CHANGED)
 
     async def remove(self, user_id: str) -> None:
         with _reachable():
@@ -172,9 +179,14 @@ class RedisBus:
         self._reader: asyncio.Task[None] | None = None
 
     async def publish(self, message: str) -> None:
-        self._fanout.deliver(message)  # local subscribers hear it even while Redis is away
+        channel, payload = self.outgoing(message)
         with _reachable():
-            await self._client.publish(self._channel, f"{self._origin} {message}")
+            await self._client.publish(channel, payload)
+
+    def outgoing(self, message: str) -> tuple[str, str]:
+        """Deliver `message` to this process's subscribers; the (channel, payload) for the others."""
+        self._fanout.deliver(message)  # local subscribers hear it even while Redis is away
+        return self._channel, f"{self._origin} {message}"
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[str]]:
         return self._subscription()

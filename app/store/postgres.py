@@ -5,24 +5,25 @@ aiopg connections are autocommit, so every write runs inside an explicit `cur.be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiopg
 import psycopg2
+import psycopg2.errors
 
 from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
-from app.errors import ServiceUnavailable, UserDeleted
+from app.errors import OutcomeUnknown, ServiceUnavailable, UserDeleted
+from app.store import postgres_batch as pb
 from app.store import queries as q
+from app.store.batch import Outcome
 
 # Errors that mean "the database is not there", as opposed to a bug in a query.
 UNREACHABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, asyncio.TimeoutError, OSError)
-CREATE_USER = "INSERT INTO users (user_id) VALUES (%s) ON CONFLICT (user_id) DO NOTHING"
-CLAIM_ACTION = """
-    INSERT INTO score_events (action_id, user_id, action, delta, score_after, caller)
-    VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (action_id) DO NOTHING RETURNING id"""
+RETRYABLE = (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)
+RETRIES = 3
 SAVE_USER = f"""
     INSERT INTO users (user_id, display_name) VALUES (%s, %s)
     ON CONFLICT (user_id) DO UPDATE SET display_name = EXCLUDED.display_name
@@ -44,8 +45,12 @@ FLAG_IF_OVER = """
 CLEAR_FLAG = "UPDATE user_flags SET cleared_at = now() WHERE user_id = %s AND cleared_at IS NULL"
 
 
-class _AlreadyRecorded(Exception):
-    """A concurrent request committed this actionId first: roll back and replay."""
+async def _rollback(conn: Any, cur: Any) -> None:
+    """Never hand a connection back to the pool inside a transaction: roll back, or drop it."""
+    try:
+        await cur.execute("ROLLBACK")
+    except (*UNREACHABLE, psycopg2.Error):
+        conn.close()
 
 
 @asynccontextmanager
@@ -73,15 +78,16 @@ async def open_postgres(url: str, query_timeout: float) -> AsyncIterator[Postgre
         enable_json=False, enable_hstore=False, enable_uuid=False,
     )
     try:
-        yield PostgresStore(pool)
+        yield PostgresStore(pool, query_timeout)
     finally:
         pool.close()
         await pool.wait_closed()
 
 
 class PostgresStore:
-    def __init__(self, pool: aiopg.Pool) -> None:
+    def __init__(self, pool: aiopg.Pool, timeout: float) -> None:
         self._pool = pool
+        self._timeout = timeout
 
     @asynccontextmanager
     async def _cursor(self, transaction: bool = False) -> AsyncIterator[Any]:
@@ -92,40 +98,65 @@ class PostgresStore:
             else:
                 yield cur
 
-    async def apply_increment(self, increment: Increment) -> IncrementResult:
-        try:
-            async with self._cursor(transaction=True) as cur:
-                return await self._apply(cur, increment)
-        except _AlreadyRecorded:
-            recorded = await self.recorded(increment.action_id)
-            assert recorded is not None, "a conflicting actionId is committed"
-            return recorded
+    async def apply_increments(self, batch: Sequence[Increment]) -> list[Outcome]:
+        recorded: dict[str, IncrementResult] = {}
+        for _ in range(RETRIES):
+            try:
+                return await self._group_commit(batch, recorded)
+            except pb.Raced as raced:  # rare: a duplicate committed by another process meanwhile
+                recorded.update(await self.recorded(raced.action_ids))
+            except RETRYABLE:
+                pass  # a deadlock or serialization failure rolled the whole batch back
+        raise ServiceUnavailable("the batch kept conflicting with concurrent writers; nothing was written")
 
-    async def _apply(self, cur: Any, inc: Increment) -> IncrementResult:
-        await cur.execute(CREATE_USER, (inc.user_id,))
-        # The row lock serialises increments per user, so seq grows with commit order.
-        await cur.execute(q.USER_STATE + " FOR UPDATE", (inc.user_id,))
-        score, deleted, display_name = await cur.fetchone()
-        if deleted:
-            raise UserDeleted(f"user {inc.user_id!r} was deleted")
-        new_score = q.checked_score(score + inc.delta)
-        await cur.execute(
-            CLAIM_ACTION, (inc.action_id, inc.user_id, inc.action, inc.delta, new_score, inc.caller)
-        )
-        claimed = await cur.fetchone()
-        if claimed is None:
-            raise _AlreadyRecorded
-        await cur.execute(q.SET_SCORE, (new_score, claimed[0], inc.user_id))
-        return IncrementResult(
-            user_id=inc.user_id, action_id=inc.action_id, action=inc.action, delta=inc.delta,
-            new_score=new_score, applied=True, seq=claimed[0], display_name=display_name,
-        )
+    async def _group_commit(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult]) -> list[Outcome]:
+        async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
+            try:
+                planned = await pb.lock_and_plan(cur, batch, recorded)
+                ids = await pb.write(cur, planned)
+            except BaseException:
+                await _rollback(conn, cur)
+                raise
+            try:
+                await cur.execute("COMMIT")
+            except UNREACHABLE as exc:
+                # The COMMIT may have been applied with its answer lost: ask before answering.
+                await self._committed(planned.columns()[0], ids, exc)
+        return planned.results(ids)
 
-    async def recorded(self, action_id: str) -> IncrementResult | None:
+    async def _committed(self, action_ids: list[str], ids: list[int], lost: BaseException) -> None:
+        """Return if the batch's events are in the database, raise ServiceUnavailable if none is,
+        OutcomeUnknown if the database cannot be asked within the timeout."""
+        found = await self._ask_until(action_ids, lost)
+        if found == dict(zip(action_ids, ids, strict=True)):
+            return
+        if all(found.get(action_id) != seq for action_id, seq in zip(action_ids, ids, strict=True)):
+            raise ServiceUnavailable(f"database connection lost before COMMIT took effect: {type(lost).__name__}")
+        raise OutcomeUnknown("the database answered inconsistently about a lost COMMIT")
+
+    async def _ask_until(self, action_ids: list[str], lost: BaseException) -> dict[str, int]:
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self._timeout, 0.05
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.cursor() as cur:
+                    await cur.execute(pb.COMMITTED, (action_ids,))
+                    return {row[0]: int(row[1]) for row in await cur.fetchall()}
+            except UNREACHABLE:
+                if loop.time() + delay > deadline:
+                    raise OutcomeUnknown(
+                        "the connection was lost during COMMIT and the database has not answered since; "
+                        "retrying with the same actionId is safe") from lost
+            await asyncio.sleep(delay)  # bounded by the deadline: the database may be restarting
+            delay = min(delay * 2, 1.0)
+
+    async def recorded(self, action_ids: Collection[str]) -> dict[str, IncrementResult]:
+        if not action_ids:
+            return {}
         async with self._cursor() as cur:
-            await cur.execute(q.RECORDED, (action_id,))
-            row = await cur.fetchone()
-        return None if row is None else q.recorded_result(row)
+            await cur.execute(pb.RECORDED, (list(action_ids),))
+            rows = await cur.fetchall()
+        return {row[1]: q.recorded_result(row) for row in rows}
 
     async def save_user(self, user_id: str, display_name: str) -> Entry:
         async with self._cursor(transaction=True) as cur:
