@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # ARGV: caller limit, caller window (s), user limit, user window (s), then (caller key, user key) pairs.
-# Returns per request: {1 admitted, -1 refused by the caller's or -2 by the user's limit; limit,
+# Returns, as one comma-separated string (a flat array costs the client far more to parse), per request:
+# {1 admitted, -1 refused by the caller's or -2 by the user's limit; limit,
 # remaining, reset seconds} of the tighter limit, or of the refusing one (the caller's is checked first).
 # Counters are INCRed only when both admit.
 _ACQUIRE = """
@@ -77,7 +78,22 @@ for i = 5, #ARGV, 2 do
     for _, v in ipairs({1, tight[2], tight[1], tight[3]}) do table.insert(out, v) end
   end
 end
-return out
+return table.concat(out, ',')
+"""
+
+
+# ARGV: caller window (s), user window (s), then (caller key, user key) pairs: take back one count
+# from each current window (for requests admitted before they turned out to be replays).
+_REFUND = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 3, #ARGV, 2 do
+  for j = 0, 1 do
+    local key = ARGV[i + j] .. ':' .. math.floor(now / tonumber(ARGV[1 + j]))
+    if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+  end
+end
+return 0
 """
 
 
@@ -107,6 +123,7 @@ def refusal(quota: Quota, scope: str) -> RateLimited:
 class RateLimiter:
     def __init__(self, redis: redis.asyncio.Redis | None, prefix: str, per_user: str, per_caller: str) -> None:
         self._script: AsyncScript | None = None if redis is None else redis.register_script(_ACQUIRE)
+        self._refund: AsyncScript | None = None if redis is None else redis.register_script(_REFUND)
         self._prefix = f"{prefix}rl:"
         self._per_user = limits.parse(per_user)
         self._per_caller = limits.parse(per_caller)
@@ -144,12 +161,33 @@ class RateLimiter:
                 return answers
         return [await self._admit_locally(user_id, caller) for user_id, caller in requests]
 
+    @property
+    def shared(self) -> bool:
+        """Whether a check costs a round trip (Redis), so that overlapping it with others pays."""
+        return self._script is not None
+
+    async def refund(self, requests: Sequence[tuple[str, str]]) -> None:
+        """Take back the counts of admitted requests that turned out to be replays (Redis only:
+        the service admits ahead of the replay lookup only when limits are shared)."""
+        if self._refund is None or not requests:
+            return
+        from redis.exceptions import RedisError
+
+        try:
+            await self._refund(keys=[], args=[self._per_caller.get_expiry(), self._per_user.get_expiry(),
+                                              *self._keys(requests)])
+        except (RedisError, OSError) as exc:
+            log.warning("rate-limit counts of replays not taken back: %s", exc)
+
+    def _keys(self, requests: Sequence[tuple[str, str]]) -> list[str]:
+        prefix = self._prefix
+        return [key for user_id, caller in requests for key in (f"{prefix}c:{caller}", f"{prefix}u:{user_id}")]
+
     async def _shared(self, script: AsyncScript, requests: Sequence[tuple[str, str]]) -> list[Admission]:
         args: list[str | int] = [self._per_caller.amount, self._per_caller.get_expiry(),
-                                 self._per_user.amount, self._per_user.get_expiry()]
-        for user_id, caller in requests:
-            args += [f"{self._prefix}c:{caller}", f"{self._prefix}u:{user_id}"]
-        flat = [int(value) for value in await script(keys=[], args=args)]
+                                 self._per_user.amount, self._per_user.get_expiry(), *self._keys(requests)]
+        reply = await script(keys=[], args=args)
+        flat = [int(value) for value in (reply.decode() if isinstance(reply, bytes) else reply).split(",")]
         answers: list[Admission] = []
         for i in range(0, len(flat), 4):
             admitted, quota = flat[i], Quota(limit=flat[i + 1], remaining=max(0, flat[i + 2]), reset=flat[i + 3])

@@ -7,6 +7,7 @@ database and the read model is rebuilt when the live backend returns.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
@@ -67,12 +68,10 @@ class Scoreboard:
 
     async def _increments(self, requests: Sequence[_Request]) -> list[Incremented | AppError]:
         """One batch: replays looked up, new work admitted and committed together, then published."""
-        recorded = await self._store.recorded({r.action_id for r in requests})
-        firsts = _first_uses(requests, recorded)
+        recorded, firsts, admissions = await self._screen(requests)
         answers: dict[int, Incremented | AppError] = {}
         work: dict[int, Quota] = {}
-        for index, admission in zip(firsts.values(), await self._admit([requests[i] for i in firsts.values()]),
-                                    strict=True):
+        for index, admission in zip(firsts.values(), admissions, strict=True):
             if isinstance(admission, Quota):
                 work[index] = admission
             else:
@@ -84,6 +83,34 @@ class Scoreboard:
         return [_answer(r, recorded[r.action_id], None) if r.action_id in recorded
                 else answers[i] if i in answers else _replay(r, answers[firsts[r.action_id]])
                 for i, r in enumerate(requests)]
+
+    async def _screen(self, requests: Sequence[_Request]) -> tuple[
+            dict[str, IncrementResult], dict[str, int], list[Admission | AppError]]:
+        """The recorded replays, the first use of each new actionId, and those uses' admissions.
+
+        With shared (Redis) limits the replay lookup and the limits run at once, and the counts of
+        uses that turn out to be replays are taken back: replays stay exempt."""
+        action_ids = {r.action_id for r in requests}
+        if not self._limiter.shared or self._moderation.blocking:
+            recorded = await self._store.recorded(action_ids)
+            firsts = _first_uses(requests, recorded)
+            return recorded, firsts, await self._admit([requests[i] for i in firsts.values()])
+        firsts = _first_uses(requests, {})
+        looked_up, admitted = await asyncio.gather(
+            self._store.recorded(action_ids), self._admit([requests[i] for i in firsts.values()]),
+            return_exceptions=True)
+        if isinstance(admitted, BaseException):
+            raise admitted
+        uses = list(zip(firsts.items(), admitted, strict=True))
+        failed = isinstance(looked_up, BaseException)
+        recorded = {} if isinstance(looked_up, BaseException) else looked_up
+        # Nothing is written when the lookup failed: every count is taken back then.
+        await self._limiter.refund([(requests[i].user_id, requests[i].caller) for (action_id, i), admission in uses
+                                    if isinstance(admission, Quota) and (failed or action_id in recorded)])
+        if isinstance(looked_up, BaseException):
+            raise looked_up
+        kept = [(action_id, i, admission) for (action_id, i), admission in uses if action_id not in recorded]
+        return recorded, {action_id: i for action_id, i, _ in kept}, [admission for *_, admission in kept]
 
     def _new(self, request: _Request) -> Increment:
         return Increment(request.user_id, request.action_id, request.action, self._actions[request.action],

@@ -127,7 +127,7 @@ async def test_a_lost_commit_with_the_database_gone_is_never_a_503(make_client: 
         await proxy.stop()
 
 
-@pytest.mark.parametrize("marker", [b"BEGIN;", b"WITH ev AS", b"COMMIT\x00"], ids=["lock", "write", "commit"])
+@pytest.mark.parametrize("marker", [b"BEGIN;", b"COMMIT\x00"], ids=["lock", "write+commit"])
 async def test_database_cut_mid_batch_every_caller_200_or_503_then_retry_applies_once(
         make_client: Any, postgres_schema: PostgresSchema, marker: bytes) -> None:
     proxy = Cutting(marker, after=3)  # the third batch's step: earlier batches committed

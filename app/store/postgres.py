@@ -18,7 +18,7 @@ from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
 from app.errors import OutcomeUnknown, ServiceUnavailable, UserDeleted
 from app.store import postgres_batch as pb
 from app.store import queries as q
-from app.store.batch import Outcome
+from app.store.batch import Outcome, Plan
 
 # Errors that mean "the database is not there", as opposed to a bug in a query.
 UNREACHABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, asyncio.TimeoutError, OSError)
@@ -112,17 +112,29 @@ class PostgresStore:
     async def _group_commit(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult]) -> list[Outcome]:
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
             try:
-                planned = await pb.lock_and_plan(cur, batch, recorded)
-                ids = await pb.write(cur, planned)
+                planned, seqs = await pb.lock_and_plan(cur, batch, recorded)
+                if not planned.applied:  # every increment refused: nothing to write
+                    await cur.execute("ROLLBACK")
+                    return planned.results([])
             except BaseException:
                 await _rollback(conn, cur)
                 raise
-            try:
-                await cur.execute("COMMIT")
-            except UNREACHABLE as exc:
-                # The COMMIT may have been applied with its answer lost: ask before answering.
-                await self._committed(planned.columns()[0], ids, exc)
+            ids = seqs[: len(planned.applied)]
+            await self._write(conn, cur, planned, ids)
         return planned.results(ids)
+
+    async def _write(self, conn: Any, cur: Any, planned: Plan, ids: list[int]) -> None:
+        try:
+            await cur.execute(pb.WRITE, pb.write_params(planned, ids))
+        except psycopg2.errors.UniqueViolation:  # a duplicate committed by another process meanwhile
+            await _rollback(conn, cur)
+            raise pb.Raced(planned.columns()[0]) from None
+        except UNREACHABLE as exc:
+            # The COMMIT may have been applied with its answer lost: ask before answering.
+            await self._committed(planned.columns()[0], ids, exc)
+        except BaseException:
+            await _rollback(conn, cur)
+            raise
 
     async def _committed(self, action_ids: list[str], ids: list[int], lost: BaseException) -> None:
         """Return if the batch's events are in the database, raise ServiceUnavailable if none is,
