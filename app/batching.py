@@ -35,8 +35,8 @@ class Batcher(Generic[Item, Answer]):
             self._start()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._window, self._start)
-        # shield: a submitter that goes away must not cancel its neighbours' batch
-        return await asyncio.shield(future)
+        # A submitter that goes away cancels only its own future; the batch runs on for its neighbours.
+        return await future
 
     def _start(self) -> None:
         if self._timer is not None:

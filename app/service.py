@@ -24,7 +24,7 @@ from app.store import Store
 from app.store.batch import Outcome
 
 log = logging.getLogger(__name__)
-BATCHES_IN_FLIGHT = 4  # batches committing at once: the database overlaps their round trips
+BATCHES_IN_FLIGHT = 2  # batches committing at once: one gathers while the other waits on the database
 
 
 class Incremented(NamedTuple):
