@@ -43,14 +43,15 @@ local function state(key, limit, window)
   local previous = tonumber(redis.call('GET', key .. ':' .. (index - 1)) or '0')
   local current_key = key .. ':' .. index
   local current = tonumber(redis.call('GET', current_key) or '0')
+  -- rounded down as `limits` does
   local weighted = math.floor(previous * (window - elapsed) / window) + current
   local reset = window - elapsed
   if weighted + 1 > limit then
-    -- seconds until the weighted count drops below the limit (this window, or the next)
+    -- seconds until the weighted count admits one more: in this window, or after it ends
     if previous > 0 and current < limit then
-      reset = math.max(window - elapsed - (limit - 1 - current) * window / previous, 0)
-    elseif current > 0 then
-      reset = window - elapsed + window * (1 - (limit - 1) / current)
+      reset = math.max(window - elapsed - (limit - current) * window / previous, 0)
+    elseif current > limit then
+      reset = window - elapsed + window * (1 - limit / current)
     end
   end
   return {current_key, weighted, limit, math.ceil(reset)}

@@ -15,12 +15,18 @@ import psycopg2
 import pytest
 
 from app.config import Settings
+from app.domain import Increment, IncrementResult
+from app.errors import ValidationFailed
+from app.store import open_store
+from app.store.migrations import migrate
+from app.store.queries import INT64_MAX
 from tests.conftest import SECRET, PostgresSchema, auth
 from tests.servers import environment, running, serve_command
 from tests.services import require_redis
 from tests.tcp_proxy import TcpProxy
 
 Post = Callable[[str, str], Awaitable[tuple[int, Any]]]
+WRITE = b"INSERT INTO score_events"  # in the batch's one statement (and in the step-by-step plan's write)
 
 
 class Cutting(TcpProxy):
@@ -95,7 +101,7 @@ def poster(client: Any) -> Post:
 
 async def test_a_lost_commit_answer_is_checked_and_answered_200(make_client: Any,
                                                                 postgres_schema: PostgresSchema) -> None:
-    proxy = Cutting(b"COMMIT\x00", lose_answer=True)
+    proxy = Cutting(WRITE, lose_answer=True)
     await proxy.start()
     try:
         post = poster(await make_client(Settings(jwt_secret=SECRET, database_url=via(postgres_schema, proxy.port))))
@@ -111,7 +117,7 @@ async def test_a_lost_commit_answer_is_checked_and_answered_200(make_client: Any
 
 async def test_a_lost_commit_with_the_database_gone_is_never_a_503(make_client: Any,
                                                                   postgres_schema: PostgresSchema) -> None:
-    proxy = Cutting(b"COMMIT\x00", lose_answer=True, then_refuse=True)
+    proxy = Cutting(WRITE, lose_answer=True, then_refuse=True)
     await proxy.start()
     try:
         settings = Settings(jwt_secret=SECRET, database_url=via(postgres_schema, proxy.port), db_timeout=1.0)
@@ -127,10 +133,10 @@ async def test_a_lost_commit_with_the_database_gone_is_never_a_503(make_client: 
         await proxy.stop()
 
 
-@pytest.mark.parametrize("marker", [b"BEGIN;", b"COMMIT\x00"], ids=["lock", "write+commit"])
+@pytest.mark.parametrize("lose_answer", [False, True], ids=["cut-before-it-arrives", "cut-after-it-committed"])
 async def test_database_cut_mid_batch_every_caller_200_or_503_then_retry_applies_once(
-        make_client: Any, postgres_schema: PostgresSchema, marker: bytes) -> None:
-    proxy = Cutting(marker, after=3)  # the third batch's step: earlier batches committed
+        make_client: Any, postgres_schema: PostgresSchema, lose_answer: bool) -> None:
+    proxy = Cutting(WRITE, after=3, lose_answer=lose_answer)  # the third batch: earlier ones committed
     await proxy.start()
     try:
         settings = Settings(jwt_secret=SECRET, database_url=via(postgres_schema, proxy.port), db_timeout=3.0,
@@ -141,7 +147,8 @@ async def test_database_cut_mid_batch_every_caller_200_or_503_then_retry_applies
         answers = await asyncio.gather(*(post(user, action) for user, action in work))
         assert proxy.fired
         assert {status for status, _ in answers} <= {200, 503}
-        assert any(status == 503 for status, _ in answers), "the cut should have failed some batch"
+        if not lose_answer:
+            assert any(status == 503 for status, _ in answers), "the cut should have failed some batch"
         await _check_retries(post, work, answers)
     finally:
         await proxy.stop()
@@ -189,3 +196,21 @@ async def test_concurrent_duplicates_across_two_processes_apply_once(
     assert sorted(a for (a,) in events) == sorted(action_ids)
     scores = dict(rows(postgres_schema, "SELECT user_id, score FROM {s}.users"))
     assert sum(scores.values()) == 10 * len(action_ids)
+
+
+async def test_the_step_by_step_plan_checks_a_lost_commit_too(postgres_schema: PostgresSchema) -> None:
+    await asyncio.to_thread(migrate, postgres_schema.url)
+    proxy = Cutting(b"COMMIT\x00", lose_answer=True)  # only the plan sends COMMIT: the one statement needs none
+    await proxy.start()
+    try:
+        async with open_store(via(postgres_schema, proxy.port), 5.0) as store:
+            await store.apply_increments([Increment("big", "b0", "x", INT64_MAX - 1, "game-1")])
+            proxy.armed = True
+            out = await store.apply_increments([Increment("big", "b1", "x", 10, "game-1"),
+                                                Increment("u1", "a1", "x", 10, "game-1")])
+            assert proxy.fired
+            assert isinstance(out[0], ValidationFailed)  # the overflow sent this batch down the plan path
+            assert isinstance(out[1], IncrementResult) and (out[1].applied, out[1].new_score) == (True, 10)
+    finally:
+        await proxy.stop()
+    assert rows(postgres_schema, "SELECT action_id FROM {s}.score_events ORDER BY id") == [("b0",), ("a1",)]

@@ -17,6 +17,7 @@ import psycopg2.errors
 from app.domain import AuditEvent, Entry, Increment, IncrementResult, Standing
 from app.errors import OutcomeUnknown, ServiceUnavailable, UserDeleted
 from app.store import postgres_batch as pb
+from app.store import postgres_once as once
 from app.store import queries as q
 from app.store.batch import Outcome, Plan
 
@@ -100,14 +101,38 @@ class PostgresStore:
 
     async def apply_increments(self, batch: Sequence[Increment]) -> list[Outcome]:
         recorded: dict[str, IncrementResult] = {}
+        at_once = True
         for _ in range(RETRIES):
             try:
+                work = once.work(batch, recorded) if at_once else None
+                if work is not None:
+                    return await self._at_once(batch, recorded, work)
                 return await self._group_commit(batch, recorded)
+            except psycopg2.errors.NumericValueOutOfRange:
+                at_once = False  # a score would leave 64 bits: the plan refuses only that increment
             except pb.Raced as raced:  # rare: a duplicate committed by another process meanwhile
                 recorded.update(await self.recorded(raced.action_ids))
             except RETRYABLE:
                 pass  # a deadlock or serialization failure rolled the whole batch back
         raise ServiceUnavailable("the batch kept conflicting with concurrent writers; nothing was written")
+
+    async def _at_once(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult],
+                       work: list[Increment]) -> list[Outcome]:
+        """The batch in one statement, so one round trip and one transaction (see postgres_once)."""
+        action_ids = [inc.action_id for inc in work]
+        async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
+            try:
+                await cur.execute(once.AT_ONCE, once.params(work))
+                written = {row[0]: once.Written(int(row[1]), int(row[2]), row[3]) for row in await cur.fetchall()}
+            except psycopg2.errors.UniqueViolation:
+                raise pb.Raced(action_ids) from None
+            except UNREACHABLE as exc:  # it may have committed with its answer lost: ask before answering
+                found = await self._ask_until(action_ids, exc)
+                if len(found) < len(action_ids):  # one statement: all of it, or none of it, was ours
+                    raise ServiceUnavailable(
+                        f"database connection lost before the batch took effect: {type(exc).__name__}") from exc
+                written = {a: once.Written(*found[a][:3]) for a in action_ids}
+        return once.outcomes(batch, recorded, written)
 
     async def _group_commit(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult]) -> list[Outcome]:
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
@@ -139,21 +164,21 @@ class PostgresStore:
     async def _committed(self, action_ids: list[str], ids: list[int], lost: BaseException) -> None:
         """Return if the batch's events are in the database, raise ServiceUnavailable if none is,
         OutcomeUnknown if the database cannot be asked within the timeout."""
-        found = await self._ask_until(action_ids, lost)
+        found = {action_id: row[0] for action_id, row in (await self._ask_until(action_ids, lost)).items()}
         if found == dict(zip(action_ids, ids, strict=True)):
             return
         if all(found.get(action_id) != seq for action_id, seq in zip(action_ids, ids, strict=True)):
             raise ServiceUnavailable(f"database connection lost before COMMIT took effect: {type(lost).__name__}")
         raise OutcomeUnknown("the database answered inconsistently about a lost COMMIT")
 
-    async def _ask_until(self, action_ids: list[str], lost: BaseException) -> dict[str, int]:
+    async def _ask_until(self, action_ids: list[str], lost: BaseException) -> dict[str, tuple[int, int, str | None]]:
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self._timeout, 0.05
         while True:
             try:
                 async with self._pool.acquire() as conn, conn.cursor() as cur:
                     await cur.execute(pb.COMMITTED, (action_ids,))
-                    return {row[0]: int(row[1]) for row in await cur.fetchall()}
+                    return {row[0]: (int(row[1]), int(row[2]), row[3]) for row in await cur.fetchall()}
             except UNREACHABLE:
                 if loop.time() + delay > deadline:
                     raise OutcomeUnknown(

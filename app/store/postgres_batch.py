@@ -34,8 +34,11 @@ WRITE = """
 RECORDED = """
     SELECT user_id, action_id, action, delta, score_after, id
     FROM score_events WHERE action_id = ANY(%s::text[])"""
-# Which of a batch's events exist: asked after a COMMIT whose answer was lost.
-COMMITTED = "SELECT action_id, id FROM score_events WHERE action_id = ANY(%s::text[])"
+# Which of a batch's events exist (id, score after, the user's name): asked after a COMMIT whose
+# answer was lost.
+COMMITTED = """
+    SELECT e.action_id, e.id, e.score_after, u.display_name
+    FROM score_events AS e JOIN users AS u USING (user_id) WHERE e.action_id = ANY(%s::text[])"""
 
 
 class Raced(Exception):
