@@ -67,50 +67,44 @@ class Scoreboard:
         await self._batcher.drain()
 
     async def _increments(self, requests: Sequence[_Request]) -> list[Incremented | AppError]:
-        """One batch: replays looked up, new work admitted and committed together, then published."""
-        recorded, firsts, admissions = await self._screen(requests)
+        """One batch: admitted by the limits, committed together (the store answers replays from
+        the record), then published; each request keeps its own answer."""
+        # With Redis limits a lookup round trip first would only delay the batch: the store finds
+        # the replays, whose counts are taken back, and a refused request is checked afterwards.
+        optimistic = self._limiter.shared and not self._moderation.blocking
+        recorded = {} if optimistic else await self._store.recorded({r.action_id for r in requests})
+        firsts = _first_uses(requests, recorded)
         answers: dict[int, Incremented | AppError] = {}
         work: dict[int, Quota] = {}
-        for index, admission in zip(firsts.values(), admissions, strict=True):
+        for index, admission in zip(firsts.values(), await self._admit([requests[i] for i in firsts.values()]),
+                                    strict=True):
             if isinstance(admission, Quota):
                 work[index] = admission
             else:
                 answers[index] = admission
-        outcomes = await self._commit([self._new(requests[i]) for i in work])
+        outcomes, late = await asyncio.gather(
+            self._commit([self._new(requests[i]) for i in work]),
+            self._replays([requests[i].action_id for i in answers] if optimistic else []))
+        answers.update({i: _answer(requests[i], late[requests[i].action_id], None)
+                        for i in answers if requests[i].action_id in late})
         for (index, quota), outcome in zip(work.items(), outcomes, strict=True):
             answers[index] = _answer(requests[index], outcome, quota)
+        await self._limiter.refund([(requests[i].user_id, requests[i].caller) for i, outcome
+                                    in zip(work, outcomes, strict=True)
+                                    if isinstance(outcome, IncrementResult) and not outcome.applied])
         await self._applied([a.result for a in answers.values() if isinstance(a, Incremented) and a.result.applied])
         return [_answer(r, recorded[r.action_id], None) if r.action_id in recorded
                 else answers[i] if i in answers else _replay(r, answers[firsts[r.action_id]])
                 for i, r in enumerate(requests)]
 
-    async def _screen(self, requests: Sequence[_Request]) -> tuple[
-            dict[str, IncrementResult], dict[str, int], list[Admission | AppError]]:
-        """The recorded replays, the first use of each new actionId, and those uses' admissions.
-
-        With shared (Redis) limits the replay lookup and the limits run at once, and the counts of
-        uses that turn out to be replays are taken back: replays stay exempt."""
-        action_ids = {r.action_id for r in requests}
-        if not self._limiter.shared or self._moderation.blocking:
-            recorded = await self._store.recorded(action_ids)
-            firsts = _first_uses(requests, recorded)
-            return recorded, firsts, await self._admit([requests[i] for i in firsts.values()])
-        firsts = _first_uses(requests, {})
-        looked_up, admitted = await asyncio.gather(
-            self._store.recorded(action_ids), self._admit([requests[i] for i in firsts.values()]),
-            return_exceptions=True)
-        if isinstance(admitted, BaseException):
-            raise admitted
-        uses = list(zip(firsts.items(), admitted, strict=True))
-        failed = isinstance(looked_up, BaseException)
-        recorded = {} if isinstance(looked_up, BaseException) else looked_up
-        # Nothing is written when the lookup failed: every count is taken back then.
-        await self._limiter.refund([(requests[i].user_id, requests[i].caller) for (action_id, i), admission in uses
-                                    if isinstance(admission, Quota) and (failed or action_id in recorded)])
-        if isinstance(looked_up, BaseException):
-            raise looked_up
-        kept = [(action_id, i, admission) for (action_id, i), admission in uses if action_id not in recorded]
-        return recorded, {action_id: i for action_id, i, _ in kept}, [admission for *_, admission in kept]
+    async def _replays(self, action_ids: list[str]) -> dict[str, IncrementResult]:
+        """The records of refused requests that were replays (answered from the record after all)."""
+        if not action_ids:
+            return {}
+        try:
+            return await self._store.recorded(action_ids)
+        except AppError:  # the database is away: they stay refused, and a retry asks again
+            return {}
 
     def _new(self, request: _Request) -> Increment:
         return Increment(request.user_id, request.action_id, request.action, self._actions[request.action],

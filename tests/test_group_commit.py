@@ -107,3 +107,19 @@ async def test_concurrent_mixed_requests_each_get_their_answer(make_client: Any,
     assert {replies[0]["applied"], replies[4]["applied"]} == {True, False}  # in-batch duplicate: once
     assert replies[1]["applied"] is False and replies[5]["newScore"] == 10
     assert (await (await client.get("/scores/a")).json())["score"] == 20
+
+
+async def test_batch_without_repeats_or_overflow_new_replay_deleted(store: Database) -> None:
+    # On PostgreSQL this batch takes the one-statement path (no actionId twice, no overflow).
+    first = await store.apply_increments([inc("a", "old"), inc("gone", "g0")])
+    await store.delete_user("gone")
+    out = await store.apply_increments([inc("a", "n1"), inc("z", "old"), inc("gone", "n2"), inc("b", "n3"),
+                                        inc("a", "n4", -3)])
+    assert applied(out[1]) == replace(applied(first[0]), applied=False)  # the record, whoever asks
+    assert isinstance(out[2], UserDeleted)
+    assert [(applied(o).new_score, applied(o).applied) for o in (out[0], out[3], out[4])] == [
+        (20, True), (10, True), (17, True)]
+    assert applied(out[0]).seq < applied(out[3]).seq < applied(out[4]).seq
+    entries = {e.user_id: (e.score, e.seq) for e in await store.ranked(0, 10)}
+    assert entries["a"] == (17, applied(out[4]).seq) and entries["b"] == (10, applied(out[3]).seq)
+    assert set(await store.recorded(["n1", "n2", "n3", "n4"])) == {"n1", "n3", "n4"}

@@ -123,7 +123,7 @@ class PostgresStore:
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
             try:
                 await cur.execute(once.AT_ONCE, once.params(work))
-                written = {row[0]: once.Written(int(row[1]), int(row[2]), row[3]) for row in await cur.fetchall()}
+                written, replays = once.read(await cur.fetchall())
             except psycopg2.errors.UniqueViolation:
                 raise pb.Raced(action_ids) from None
             except UNREACHABLE as exc:  # it may have committed with its answer lost: ask before answering
@@ -131,8 +131,8 @@ class PostgresStore:
                 if len(found) < len(action_ids):  # one statement: all of it, or none of it, was ours
                     raise ServiceUnavailable(
                         f"database connection lost before the batch took effect: {type(exc).__name__}") from exc
-                written = {a: once.Written(*found[a][:3]) for a in action_ids}
-        return once.outcomes(batch, recorded, written)
+                written, replays = {a: once.Written(*found[a][:3]) for a in action_ids}, {}
+        return once.outcomes(batch, {**recorded, **replays}, written)
 
     async def _group_commit(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult]) -> list[Outcome]:
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:

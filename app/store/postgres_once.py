@@ -1,5 +1,7 @@
 """Group commit in PostgreSQL in one statement: a batch is one round trip and one transaction.
 
+The statement also answers replays: an actionId already recorded comes back as its record.
+
 aiopg connections are autocommit, so one statement is its own transaction, committed when it
 answers. Users are upserted with their batch totals (the row lock of the upsert serialises
 concurrent batches per user, in user_id order, so no cycle), events inserted with ids reserved in
@@ -16,12 +18,17 @@ from typing import Any, NamedTuple
 
 from app.domain import Increment, IncrementResult
 from app.errors import UserDeleted
+from app.store import queries as q
 from app.store.batch import Outcome
 
 AT_ONCE = """
-    WITH req AS (
+    WITH given AS (
         SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[])
             WITH ORDINALITY AS r(a, u, act, d, c, n)),
+    rec AS (
+        SELECT user_id, action_id, action, delta, score_after, id FROM score_events
+        WHERE action_id IN (SELECT a FROM given)),
+    req AS (SELECT * FROM given WHERE a NOT IN (SELECT action_id FROM rec)),
     ids AS MATERIALIZED (SELECT n, nextval('score_seq') AS id FROM (SELECT n FROM req ORDER BY n) AS o),
     totals AS (SELECT u, sum(d) AS d, max(ids.id) AS last FROM req JOIN ids USING (n) GROUP BY u),
     up AS (
@@ -37,7 +44,10 @@ AT_ONCE = """
                req.c
         FROM req JOIN ids USING (n) JOIN up ON up.user_id = req.u ORDER BY req.n
         RETURNING action_id, id, score_after, user_id)
-    SELECT ev.action_id, ev.id, ev.score_after, up.display_name FROM ev JOIN up USING (user_id)"""
+    SELECT ev.action_id, ev.id, ev.score_after, up.display_name, NULL, NULL, NULL
+    FROM ev JOIN up USING (user_id)
+    UNION ALL
+    SELECT action_id, id, score_after, NULL, user_id, action, delta FROM rec"""
 
 
 class Written(NamedTuple):
@@ -46,6 +56,17 @@ class Written(NamedTuple):
     seq: int
     score_after: int
     display_name: str | None
+
+
+def read(rows: Sequence[Sequence[Any]]) -> tuple[dict[str, Written], dict[str, IncrementResult]]:
+    """The statement's rows: the events it wrote, and the records of the replays it found."""
+    written, recorded = {}, {}
+    for row in rows:
+        if row[4] is None:
+            written[row[0]] = Written(int(row[1]), int(row[2]), row[3])
+        else:
+            recorded[row[0]] = q.recorded_result((row[4], row[0], row[5], row[6], row[2], row[1]))
+    return written, recorded
 
 
 def work(batch: Sequence[Increment], recorded: Mapping[str, IncrementResult]) -> list[Increment] | None:
