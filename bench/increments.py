@@ -150,7 +150,8 @@ def _server(settings: Settings, workers: int) -> Iterator[str]:
     env.update({k: v for k, v in os.environ.items() if k in ("BATCH_WINDOW", "BATCH_MAX")})
     command = [str(BIN / "gunicorn"), "app.gunicorn:app", "--worker-class", "aiohttp.GunicornWebWorker",
                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--no-control-socket"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w"))
+    log = open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)
@@ -158,6 +159,7 @@ def _server(settings: Settings, workers: int) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(30)
+        log.close()
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
