@@ -30,8 +30,8 @@ from app.auth.tokens import mint_token
 from app.config import Settings
 from bench import increments
 
-CONNECTIONS = 32
-EXPECTED_LATENCY_MS = 5  # subtracted from each connection's pause, so the rate comes out near the target
+CONNECTIONS = 64
+EXPECTED_LATENCY_MS = 15  # subtracted from each connection's pause, so the rate comes out near the target
 
 
 @dataclass
