@@ -52,6 +52,8 @@ class Settings:
     send_timeout: float = 15.0
     stream_max: int = 5000
     reconcile_interval: float = 2.0  # a pass reads only what changed: cheap enough to run often
+    batch_window: float = 0.002  # group commit: how long increments wait for others to share a transaction
+    batch_max: int = 128  # ... and how many share one at most
     log_format: str | None = None  # None: text on a terminal, JSON otherwise
     shutdown_timeout: float = 10.0
     web_concurrency: int = 1
@@ -92,6 +94,8 @@ class Settings:
             send_timeout=_seconds(environ, "SEND_TIMEOUT", cls.send_timeout),
             stream_max=_integer(environ, "STREAM_MAX", cls.stream_max, 1, 1_000_000),
             reconcile_interval=_seconds(environ, "RECONCILE_INTERVAL", cls.reconcile_interval),
+            batch_window=_seconds(environ, "BATCH_WINDOW", cls.batch_window),
+            batch_max=_integer(environ, "BATCH_MAX", cls.batch_max, 1, 1000),
             **_operations(environ),
         )
         if settings.jwt_secret is not None and len(settings.jwt_secret.encode()) < 32:

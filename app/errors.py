@@ -69,3 +69,9 @@ class ServiceUnavailable(AppError):
 
 class InternalError(AppError):
     status, code = 500, "INTERNAL_ERROR"
+
+
+class OutcomeUnknown(InternalError):
+    """The connection was lost during COMMIT and the database could not be asked since:
+    the increment may or may not be written, so this must never be a 503. A retry with the
+    same actionId is still safe (it is applied once, or answered as a replay)."""

@@ -16,6 +16,9 @@ class Moderation:
         self._audit = audit
         self._ceiling = points_per_hour  # None: anomaly flags are off
         self._block = block
+        # The service skips the moderation calls entirely when these are False: zero cost when off.
+        self.enabled = points_per_hour is not None
+        self.blocking = self.enabled and block
         self.flags_raised = 0  # flags this process raised, for the metrics
 
     async def admit(self, user_id: str) -> None:

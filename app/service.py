@@ -1,25 +1,31 @@
 """The Scoreboard: increments, users and reads, over the Store, Board, Bus and RateLimiter.
 
-The database commits first; the read model and the change notification follow. A read
+Increments are committed in batches (group commit); the read model and the change notification
+of a batch follow in one round trip. A read
 model or bus failure after a commit never fails the request: reads fall back to the
 database and the read model is rebuilt when the live backend returns.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import NamedTuple
 
+from app.batching import Batcher
 from app.domain import Entry, Increment, IncrementResult, Standing
-from app.errors import IdempotencyConflict, NotFound
+from app.errors import AppError, IdempotencyConflict, NotFound
 from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable
 from app.moderation import Moderation
-from app.ratelimit import Quota, RateLimiter
+from app.ratelimit import Admission, Quota, RateLimiter
 from app.store import Store
+from app.store.batch import Outcome
 
 log = logging.getLogger(__name__)
 __all__ = ["CHANGED", "Incremented", "Scoreboard"]
+BATCHES_IN_FLIGHT = 2  # batches committing at once: one gathers while the other waits on the database
 
 
 class Incremented(NamedTuple):
@@ -29,10 +35,18 @@ class Incremented(NamedTuple):
     quota: Quota | None
 
 
+class _Request(NamedTuple):
+    caller: str
+    user_id: str
+    action_id: str
+    action: str
+
+
 class Scoreboard:
     def __init__(
         self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int],
-        moderation: Moderation, freshness: Freshness | None = None,
+        moderation: Moderation, freshness: Freshness | None = None, batch_window: float = 0.002,
+        batch_max: int = 128,
     ) -> None:
         self._store = store
         self._board = board
@@ -42,28 +56,95 @@ class Scoreboard:
         self._actions = dict(actions)
         self._default_action = next(iter(actions))
         self._freshness = freshness or Freshness()
+        self._batcher: Batcher[_Request, Incremented] = Batcher(
+            self._increments, batch_window, batch_max, BATCHES_IN_FLIGHT)
 
     async def increment(self, caller: str, user_id: str, action_id: str, action: str | None) -> Incremented:
-        """Apply the action's points once per actionId; a replay returns the record."""
-        action = action or self._default_action
-        quota: Quota | None = None
-        result = await self._store.recorded(action_id)
-        if result is None:
-            # Only new work is blocked or rate limited; a refused request leaves its actionId unused.
-            await self._moderation.admit(user_id)
-            quota = await self._limiter.acquire(user_id, caller)
-            increment = Increment(user_id, action_id, action, self._actions[action], caller)
-            result = await self._store.apply_increment(increment)
-        if (result.user_id, result.action) != (user_id, action):
-            raise IdempotencyConflict(
-                f"actionId {action_id!r} was used for another userId or action",
-                {"actionId": action_id},
-            )
-        if result.applied:
-            log.info("increment applied", extra={"audit": _audit(result, caller)})
-            await self._changed(self._board.upsert([result.entry]))
-            await self._moderation.observe(result)
-        return Incremented(result, quota)
+        """Apply the action's points once per actionId; a replay returns the record.
+
+        Increments arriving together are committed in one batch; this returns after the commit."""
+        return await self._batcher.submit(_Request(caller, user_id, action_id, action or self._default_action))
+
+    async def drain(self) -> None:
+        """Answer every increment already accepted (at shutdown)."""
+        await self._batcher.drain()
+
+    async def _increments(self, requests: Sequence[_Request]) -> list[Incremented | AppError]:
+        """One batch: admitted by the limits, committed together (the store answers replays from
+        the record), then published; each request keeps its own answer."""
+        # With Redis limits a lookup round trip first would only delay the batch: the store finds
+        # the replays, whose counts are taken back, and a refused request is checked afterwards.
+        optimistic = self._limiter.shared and not self._moderation.blocking
+        recorded = {} if optimistic else await self._store.recorded({r.action_id for r in requests})
+        firsts = _first_uses(requests, recorded)
+        answers: dict[int, Incremented | AppError] = {}
+        work: dict[int, Quota] = {}
+        for index, admission in zip(firsts.values(), await self._admit([requests[i] for i in firsts.values()]),
+                                    strict=True):
+            if isinstance(admission, Quota):
+                work[index] = admission
+            else:
+                answers[index] = admission
+        outcomes, late = await asyncio.gather(
+            self._commit([self._new(requests[i]) for i in work]),
+            self._replays([requests[i].action_id for i in answers] if optimistic else []))
+        answers.update({i: _answer(requests[i], late[requests[i].action_id], None)
+                        for i in answers if requests[i].action_id in late})
+        for (index, quota), outcome in zip(work.items(), outcomes, strict=True):
+            answers[index] = _answer(requests[index], outcome, quota)
+        await self._limiter.refund([(requests[i].user_id, requests[i].caller) for i, outcome
+                                    in zip(work, outcomes, strict=True)
+                                    if isinstance(outcome, IncrementResult) and not outcome.applied])
+        await self._applied([a.result for a in answers.values() if isinstance(a, Incremented) and a.result.applied])
+        return [_answer(r, recorded[r.action_id], None) if r.action_id in recorded
+                else answers[i] if i in answers else _replay(r, answers[firsts[r.action_id]])
+                for i, r in enumerate(requests)]
+
+    async def _replays(self, action_ids: list[str]) -> dict[str, IncrementResult]:
+        """The records of refused requests that were replays (answered from the record after all)."""
+        if not action_ids:
+            return {}
+        try:
+            return await self._store.recorded(action_ids)
+        except AppError:  # the database is away: they stay refused, and a retry asks again
+            return {}
+
+    def _new(self, request: _Request) -> Increment:
+        return Increment(request.user_id, request.action_id, request.action, self._actions[request.action],
+                         request.caller)
+
+    async def _admit(self, requests: Sequence[_Request]) -> list[Admission | AppError]:
+        """Anomaly blocks (only when on), then both rate limits in one round trip; a refused
+        request uses up neither its actionId nor the other limit."""
+        blocked: list[AppError | None] = [None] * len(requests)
+        if self._moderation.blocking:
+            blocked = [await _refusal(self._moderation.admit(r.user_id)) for r in requests]
+        open_ = [i for i, error in enumerate(blocked) if error is None]
+        quotas = iter(await self._limiter.admit([(requests[i].user_id, requests[i].caller) for i in open_]))
+        return [error if error is not None else next(quotas) for error in blocked]
+
+    async def _commit(self, batch: list[Increment]) -> list[Outcome]:
+        if not batch:
+            return []
+        try:
+            return await self._store.apply_increments(batch)
+        except AppError as exc:  # nothing of the batch was written (or its fate is unknown)
+            return [exc] * len(batch)
+
+    async def _applied(self, results: list[IncrementResult]) -> None:
+        """After the commit: the read model and the change notification in one round trip."""
+        if not results:
+            return
+        newest = {r.user_id: r.entry for r in sorted(results, key=lambda r: r.seq)}
+        try:
+            await self._board.upsert(newest.values(), announce=self._bus)
+        except LiveUnavailable as exc:
+            # Until a repair that starts after this has run, this process reads from the database.
+            self._freshness.write_failed()
+            log.warning("read model or bus not updated after commit (the reconciler repairs it): %s", exc)
+        if self._moderation.enabled:
+            for result in results:
+                await self._moderation.observe(result)
 
     async def save_user(self, user_id: str, display_name: str) -> Standing:
         entry = await self._store.save_user(user_id, display_name)
@@ -110,7 +191,41 @@ class Scoreboard:
             log.warning("other processes not told of a change (they resync when Redis returns): %s", exc)
 
 
-def _audit(result: IncrementResult, caller: str) -> dict[str, object]:
+def _first_uses(requests: Sequence[_Request], recorded: Mapping[str, IncrementResult]) -> dict[str, int]:
+    """actionId -> index of its first use in the batch, for the actionIds never applied before."""
+    firsts: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        if request.action_id not in recorded:
+            firsts.setdefault(request.action_id, index)
+    return firsts
+
+
+def _answer(request: _Request, outcome: Outcome, quota: Quota | None) -> Incremented | AppError:
+    if isinstance(outcome, AppError):
+        return outcome
+    if (outcome.user_id, outcome.action) != (request.user_id, request.action):
+        return IdempotencyConflict(
+            f"actionId {request.action_id!r} was used for another userId or action", {"actionId": request.action_id})
+    return Incremented(outcome, quota if outcome.applied else None)
+
+
+def _replay(request: _Request, first: Incremented | AppError) -> Incremented | AppError:
+    """A later use of an actionId within the batch: a replay of the first use's result."""
+    if isinstance(first, AppError):
+        return first
+    return _answer(request, dataclasses.replace(first.result, applied=False), None)
+
+
+async def _refusal(check: Awaitable[None]) -> AppError | None:
+    try:
+        await check
+    except AppError as exc:
+        return exc
+    return None
+
+
+def audit_fields(result: IncrementResult, caller: str) -> dict[str, object]:
+    """An applied increment's audit record, carried by its access log line."""
     return {
         "userId": result.user_id, "action": result.action, "delta": result.delta,
         "actionId": result.action_id, "caller": caller, "newScore": result.new_score,

@@ -91,13 +91,14 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
                                    settings.rate_limit_caller)
         app[LIMITER] = limiter
         scoreboard = Scoreboard(app[STORE], live.board, live.bus, limiter, settings.actions, app[MODERATION],
-                                live.freshness)
+                                live.freshness, settings.batch_window, settings.batch_max)
         app[SCOREBOARD] = scoreboard
         app[HUB] = Hub(scoreboard, live.bus, settings.push_interval, settings.stream_max)
         app[RECONCILER] = Reconciler(app[STORE], live, settings.reconcile_interval)
         app[REDIS_STATUS] = live.status
         app[LIVE] = live
         yield
+        await scoreboard.drain()  # batches still committing answer their callers before Redis closes
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -16,14 +17,16 @@ from bench.report import table, write_json
 from bench.run import BackendResult, Options, run_backend
 
 Setup = Callable[[], AbstractContextManager[Settings]]
+# `python -m bench <name> ...`: a benchmark of its own, in bench/<module>.py with a main(argv).
+SUBCOMMANDS = {"increments": "bench.increments", "screen": "bench.screen"}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["scale"]:  # python -m bench scale: the read model at 1M and 10M users (bench/scale.py)
-        from bench.scale import main as scale
-
-        return scale(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        code: int = module.main(argv[1:])
+        return code
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="bench: app log: %(name)s: %(message)s")
     options = Options(clients=args.clients, seconds=args.seconds, warmup=args.warmup, rounds=args.rounds)

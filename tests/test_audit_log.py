@@ -47,7 +47,7 @@ def opened(request: pytest.FixtureRequest, database: Database, tmp_path: Path) -
 async def _apply(store: Database, user_id: str, *deltas: int) -> None:
     for delta in deltas:
         count = len(await store.events(user_id, None, 1000) or [])
-        await store.apply_increment(Increment(user_id, f"{user_id}-{count}", "x", delta, "game-1"))
+        await store.apply_increments([Increment(user_id, f"{user_id}-{count}", "x", delta, "game-1")])
 
 
 async def test_flag_rises_once_when_the_window_exceeds_the_ceiling(opened: Opened) -> None:

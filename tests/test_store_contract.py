@@ -9,15 +9,21 @@ import uuid
 
 import pytest
 
-from app.domain import Entry, Increment
-from app.errors import UserDeleted
+from app.domain import Entry, Increment, IncrementResult
+from app.errors import AppError, UserDeleted
 from app.store import Database
 
 
+async def _apply(store: Database, user_id: str, action_id: str, delta: int = 10) -> IncrementResult:
+    """One increment through the batch interface; its refusal raised as the error it is."""
+    [outcome] = await store.apply_increments([Increment(user_id, action_id, "complete", delta, "game-1")])
+    if isinstance(outcome, AppError):
+        raise outcome
+    return outcome
+
+
 async def _score(store: Database, user_id: str, delta: int, action_id: str | None = None) -> int:
-    result = await store.apply_increment(
-        Increment(user_id, action_id or uuid.uuid4().hex, "complete", delta, "game-1"))
-    return result.seq
+    return (await _apply(store, user_id, action_id or uuid.uuid4().hex, delta)).seq
 
 
 def _ranking(entries: list[Entry]) -> list[tuple[str, int]]:
@@ -25,14 +31,13 @@ def _ranking(entries: list[Entry]) -> list[tuple[str, int]]:
 
 
 async def test_an_increment_is_applied_once_and_recorded(database: Database) -> None:
-    first = await database.apply_increment(Increment("u1", "a1", "complete", 10, "game-1"))
+    first = await _apply(database, "u1", "a1")
     assert (first.new_score, first.applied, first.delta) == (10, True, 10)
-    again = await database.apply_increment(Increment("u1", "a1", "complete", 10, "game-1"))
+    again = await _apply(database, "u1", "a1")
     assert (again.new_score, again.applied, again.seq) == (10, False, first.seq)
-    recorded = await database.recorded("a1")
-    assert recorded is not None
-    assert (recorded.user_id, recorded.action, recorded.new_score, recorded.applied) == ("u1", "complete", 10, False)
-    assert await database.recorded("never") is None
+    recorded = await database.recorded(["a1", "never"])
+    assert list(recorded) == ["a1"]
+    assert (recorded["a1"].user_id, recorded["a1"].new_score, recorded["a1"].applied) == ("u1", 10, False)
     standing = await database.standing("u1", 0)
     assert standing is not None and standing.entry.score == 10
 
@@ -85,7 +90,7 @@ async def test_a_deleted_user_leaves_every_read_and_refuses_writes(database: Dat
         await _score(database, "gone", 10)
     with pytest.raises(UserDeleted):
         await database.save_user("gone", "Bob")
-    replay = await database.apply_increment(Increment("gone", "before", "complete", 50, "game-1"))
+    replay = await _apply(database, "gone", "before", 50)
     assert (replay.applied, replay.new_score) == (False, 50)  # the record outlives the user
     assert not await database.delete_user("nobody")
 

@@ -14,6 +14,7 @@ from app.errors import Forbidden, Unauthenticated
 
 LEEWAY_SECONDS = 10  # clock skew between the caller's host and ours; policy: at most 30 s
 KID_MAX_LENGTH = 256
+CACHE_SIZE = 10_000  # verified tokens remembered; a trusted backend reuses a handful
 # The caller's id is stored and logged: printable, storable as UTF-8 (no lone surrogates), bounded.
 SUB = re.compile(r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,256}\Z")
 # Fixed messages, most specific first: PyJWT's own may quote parts of the token, a credential.
@@ -47,6 +48,8 @@ class Verifier:
         )
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
+        # A key that leaves the JWKS stops being honoured through the cache within one refresh period.
+        self._cache = _VerifiedTokens(CACHE_SIZE, settings.jwks_refresh)
 
     def refreshing(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Keep a JWKS URL's keys fresh while the app runs (a no-op without one)."""
@@ -57,14 +60,22 @@ class Verifier:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("an Authorization: Bearer <token> header is required")
-        key = await self._keys.find(_kid(token.strip()))
+        cached = self._cache.get(token)
+        if cached is None:
+            cached = await self._verify(token.strip())
+            self._cache.put(token, cached)
+        return cached[0]
+
+    async def _verify(self, token: str) -> tuple[Caller, float]:
+        """The caller and the token's expiry, from a full verification."""
+        key = await self._keys.find(_kid(token))
         if key is None:
             raise Unauthenticated("no verification key for this token (unknown kid?)")
-        claims = self._decode(token.strip(), key)
+        claims = self._decode(token, key)
         sub, scope = claims.get("sub"), claims.get("scope", "")
         if not isinstance(sub, str) or not SUB.match(sub) or not isinstance(scope, str):
             raise Unauthenticated("the token needs a 'sub' of 1..256 printable characters and a string 'scope'")
-        return Caller(sub=sub, scopes=frozenset(scope.split()))
+        return Caller(sub=sub, scopes=frozenset(scope.split())), float(claims["exp"])  # type: ignore[arg-type]
 
     def _decode(self, token: str, key: VerificationKey) -> dict[str, object]:
         required = ["exp", "aud", "sub"] + (["iss"] if self._issuer else [])
@@ -76,6 +87,30 @@ class Verifier:
         except jwt.PyJWTError as exc:
             reason = next((text for kind, text in REASONS if isinstance(exc, kind)), "the token is malformed")
             raise Unauthenticated(f"invalid token: {reason}") from None
+
+
+class _VerifiedTokens:
+    """Callers of tokens verified before, each until its `exp` (at most `ttl` seconds), at most `size`.
+
+    Keyed by the whole token, signature included: only the very token that verified is trusted.
+    """
+
+    def __init__(self, size: int, ttl: float) -> None:
+        self._size = size
+        self._ttl = ttl
+        self._entries: dict[str, tuple[Caller, float]] = {}
+
+    def get(self, token: str) -> tuple[Caller, float] | None:
+        entry = self._entries.get(token)
+        if entry is not None and entry[1] <= time.time():
+            del self._entries[token]
+            return None
+        return entry
+
+    def put(self, token: str, verified: tuple[Caller, float]) -> None:
+        if len(self._entries) >= self._size:
+            del self._entries[next(iter(self._entries))]  # the oldest: insertion order
+        self._entries[token] = (verified[0], min(verified[1], time.time() + self._ttl))
 
 
 def _configured_key(settings: Settings) -> VerificationKey | None:

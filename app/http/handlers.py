@@ -11,8 +11,9 @@ from app.auth.tokens import Caller
 from app.domain import AuditEvent, IncrementResult, Standing
 from app.errors import UnsupportedMediaType, ValidationFailed
 from app.http import schemas
-from app.http.keys import CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
+from app.http.keys import AUDIT, CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
 from app.hub import TOP_SIZE
+from app.service import audit_fields
 from app.snapshot import Snapshot, entry_body
 
 # Built once: marshmallow copies every declared field when a schema is constructed.
@@ -39,6 +40,10 @@ def _load(schema: Schema, data: Any) -> dict[str, Any]:
 
 
 async def _json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    return _load(schema, await _json_object(request))
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise UnsupportedMediaType("the body must be application/json")
     raw = await request.read()  # bounded by client_max_size: aiohttp answers 413 beyond it
@@ -48,7 +53,7 @@ async def _json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
         raise ValidationFailed(f"the body is not valid JSON: {exc}", {"fields": {"body": ["malformed JSON"]}}) from None
     if not isinstance(data, dict):
         raise ValidationFailed("the body must be a JSON object", {"fields": {"body": ["not an object"]}})
-    return _load(schema, data)
+    return data
 
 
 def _user_id(request: web.Request) -> str:
@@ -81,9 +86,12 @@ def _etag_matches(request: web.Request, version: str) -> bool:
 
 async def increment(request: web.Request) -> web.Response:
     caller = await _caller(request, "scores:write")
-    body = await _json_body(request, schemas.increment_body(tuple(request.app[SETTINGS].actions)))
+    schema, data = schemas.increment_body(tuple(request.app[SETTINGS].actions)), await _json_object(request)
+    body = schema.fast_load(data) or _load(schema, data)
     result, quota = await request.app[SCOREBOARD].increment(
         caller.sub, body["userId"], body["actionId"], body["action"])
+    if result.applied:  # the access line carries it: one log line per increment
+        request[AUDIT] = audit_fields(result, caller.sub)
     request.app[METRICS].count_increment(result.applied)
     return web.json_response(_increment_body(result), headers=quota.headers() if quota else None)
 

@@ -39,3 +39,4 @@ CALLER_SUB = web.RequestKey("scoreboard.caller_sub", str)  # for the access log,
 REDIS_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("scoreboard.redis_status")  # cached, no round trip
 LIVE = web.AppKey("scoreboard.live", Live)
 SUPERVISOR = web.AppKey("scoreboard.supervisor", Supervisor)  # the background tasks, for /readyz and /metrics
+AUDIT = web.RequestKey("scoreboard.audit", dict[str, object])  # an applied increment's audit fields, logged once

@@ -35,8 +35,10 @@ class Board(Protocol):
     Reads raise ReadModelIncomplete until a repair has set the board's mark.
     """
 
-    async def upsert(self, entries: Iterable[Entry]) -> None:
-        """Record each entry unless the board holds a newer `seq` (the name: a newer name_version)."""
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+        """Record each entry unless the board holds a newer `seq` (the name: a newer name_version);
+        then publish CHANGED on `announce` (in the same round trip when both live in one Redis).
+        This process's subscribers hear it even when the upsert fails."""
 
     async def remove(self, user_id: str) -> None:
         """Drop the user for good: later upserts for them are ignored (deletion is final)."""

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
-from app.live import CHANGED, RESYNC, ReadModelIncomplete
+from app.live import CHANGED, RESYNC, Bus, ReadModelIncomplete
 
 _Key = tuple[int, int, str]
 
@@ -26,10 +26,12 @@ class MemoryBoard:
         self._removed: set[str] = set()
         self._mark: int | None = None
 
-    async def upsert(self, entries: Iterable[Entry]) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
         for entry in entries:
             if entry.user_id not in self._removed:
                 self._put(entry)
+        if announce is not None:
+            await announce.publish(CHANGED)
 
     def _put(self, entry: Entry) -> None:
         old = self._entries.get(entry.user_id)

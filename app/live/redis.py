@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.domain import Entry, Standing
-from app.live import RESYNC, Live, LiveUnavailable, ReadModelIncomplete
+from app.live import CHANGED, RESYNC, Bus, Live, LiveUnavailable, ReadModelIncomplete
 from app.live.memory import Fanout
 from app.live.outage import Breaker, is_outage
 from app.tasks import stop
@@ -48,14 +48,15 @@ local function cmp(a, b)
 end
 """
 # KEYS: board, members (user -> member or 'deleted'), names (user -> name_version .. '+' .. name
-# or name_version .. '-' for none). ARGV: user, member, name per entry, the name as stored.
+# or name_version .. '-' for none). ARGV: a channel ('' for none) and the message to publish on it
+# once the entries are in, then user, member, name per entry, the name as stored.
 # The score moves only to a newer seq; the name to a newer name_version, or an equal one
 # carried by a not-older seq.
 _UPSERT = _SEQ_CMP + """
 local function version(name)
   return tonumber(string.match(name or '', '^(%d+)[+-]')) or -1
 end
-for i = 1, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local old = redis.call('HGET', KEYS[2], user)
   if old ~= 'deleted' then
@@ -71,6 +72,7 @@ for i = 1, #ARGV, 3 do
     end
   end
 end
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 0
 """
 # KEYS: lease; ARGV: token, milliseconds. Extends the lease only for its holder.
@@ -165,10 +167,15 @@ class RedisBoard:
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
 
-    async def upsert(self, entries: Iterable[Entry]) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+        # A Redis bus publishes from inside the last chunk's script: one round trip for both.
+        note = announce.outgoing(CHANGED) if isinstance(announce, RedisBus) else ("", "")
+        chunks = list(_chunks(entries)) or [[]]
         with self._breaker.guard():
-            for args in _chunks(entries):
-                await self._upsert(keys=self._keys, args=args)
+            for number, args in enumerate(chunks, 1):
+                await self._upsert(keys=self._keys, args=[*(note if number == len(chunks) else ("", "")), *args])
+        if announce is not None and not isinstance(announce, RedisBus):
+            await announce.publish(CHANGED)
 
     async def remove(self, user_id: str) -> None:
         with self._breaker.guard():
@@ -240,9 +247,14 @@ class RedisBus:
         self._reader: asyncio.Task[None] | None = None
 
     async def publish(self, message: str) -> None:
-        self._fanout.deliver(message)  # local subscribers hear it even while Redis is away
+        channel, payload = self.outgoing(message)
         with self._breaker.guard():
-            await self._client.publish(self._channel, f"{self._origin} {message}")
+            await self._client.publish(channel, payload)
+
+    def outgoing(self, message: str) -> tuple[str, str]:
+        """Deliver `message` to this process's subscribers; the (channel, payload) for the others."""
+        self._fanout.deliver(message)  # local subscribers hear it even while Redis is away
+        return self._channel, f"{self._origin} {message}"
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[str]]:
         return self._subscription()

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from app.http.keys import CALLER_SUB, REQUEST_ID
+from app.http.keys import AUDIT, CALLER_SUB, REQUEST_ID
 from app.ops.metrics import route_of
 
 access = logging.getLogger("app.access")
@@ -101,4 +101,6 @@ async def echo_request_id(request: web.Request, response: web.StreamResponse) ->
 def _log_access(request: web.Request, status: int, seconds: float) -> None:
     line = {"method": request.method, "route": route_of(request), "status": status,
             "latencyMs": round(seconds * 1000, 2), "sub": request.get(CALLER_SUB)}
-    access.info("%s %s %d", request.method, line["route"], status, extra={"request": line})
+    audit = request.get(AUDIT)
+    extra = {"request": line} if audit is None else {"request": line, "audit": audit}
+    access.info("%s %s %d", request.method, line["route"], status, extra=extra)

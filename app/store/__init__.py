@@ -5,21 +5,23 @@ database cannot be reached (nothing was written), UserDeleted for a deleted user
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, Standing
+from app.store.batch import Outcome
 
 
 class Store(Protocol):
-    async def apply_increment(self, increment: Increment) -> IncrementResult:
-        """Commit the event and the new score in one transaction; a known actionId
-        returns the recorded result with applied=False and changes nothing."""
+    async def apply_increments(self, batch: Sequence[Increment]) -> list[Outcome]:
+        """Commit a batch in one transaction, each increment with its own outcome: applied, or a
+        replay (applied=False) of a recorded or earlier-in-batch actionId, or the error that refused
+        it alone. Raises ServiceUnavailable only when nothing of the batch was written."""
 
-    async def recorded(self, action_id: str) -> IncrementResult | None:
-        """The recorded result of an actionId, if it was ever applied."""
+    async def recorded(self, action_ids: Collection[str]) -> dict[str, IncrementResult]:
+        """The recorded results of those actionIds that were ever applied."""
 
     async def save_user(self, user_id: str, display_name: str) -> Entry:
         """Create or rename a user (UserDeleted if deleted)."""

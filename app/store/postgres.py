@@ -5,24 +5,26 @@ aiopg connections are autocommit, so every write runs inside an explicit `cur.be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiopg
 import psycopg2
+import psycopg2.errors
 
 from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, Standing
-from app.errors import ServiceUnavailable, UserDeleted
+from app.errors import OutcomeUnknown, ServiceUnavailable, UserDeleted
+from app.store import postgres_batch as pb
+from app.store import postgres_once as once
 from app.store import queries as q
+from app.store.batch import Outcome, Plan
 
 # Errors that mean "the database is not there", as opposed to a bug in a query.
 UNREACHABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, asyncio.TimeoutError, OSError)
-CREATE_USER = "INSERT INTO users (user_id) VALUES (%s) ON CONFLICT (user_id) DO NOTHING"
-CLAIM_ACTION = """
-    INSERT INTO score_events (action_id, user_id, action, delta, score_after, caller)
-    VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (action_id) DO NOTHING RETURNING id"""
+RETRYABLE = (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)
+RETRIES = 3
 SAVE_USER = f"""
     INSERT INTO users (user_id, display_name) VALUES (%s, %s)
     ON CONFLICT (user_id) DO UPDATE SET display_name = EXCLUDED.display_name
@@ -47,8 +49,12 @@ HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 CHANGES = q.changes("changed_xid")
 
 
-class _AlreadyRecorded(Exception):
-    """A concurrent request committed this actionId first: roll back and replay."""
+async def _rollback(conn: Any, cur: Any) -> None:
+    """Never hand a connection back to the pool inside a transaction: roll back, or drop it."""
+    try:
+        await cur.execute("ROLLBACK")
+    except (*UNREACHABLE, psycopg2.Error):
+        conn.close()
 
 
 @asynccontextmanager
@@ -76,15 +82,16 @@ async def open_postgres(url: str, query_timeout: float) -> AsyncIterator[Postgre
         enable_json=False, enable_hstore=False, enable_uuid=False,
     )
     try:
-        yield PostgresStore(pool)
+        yield PostgresStore(pool, query_timeout)
     finally:
         pool.close()
         await pool.wait_closed()
 
 
 class PostgresStore:
-    def __init__(self, pool: aiopg.Pool) -> None:
+    def __init__(self, pool: aiopg.Pool, timeout: float) -> None:
         self._pool = pool
+        self._timeout = timeout
 
     @asynccontextmanager
     async def _cursor(self, transaction: bool = False) -> AsyncIterator[Any]:
@@ -95,44 +102,101 @@ class PostgresStore:
             else:
                 yield cur
 
-    async def apply_increment(self, increment: Increment) -> IncrementResult:
+    async def apply_increments(self, batch: Sequence[Increment]) -> list[Outcome]:
+        recorded: dict[str, IncrementResult] = {}
+        at_once = True
+        for _ in range(RETRIES):
+            try:
+                work = once.work(batch, recorded) if at_once else None
+                if work is not None:
+                    return await self._at_once(batch, recorded, work)
+                return await self._group_commit(batch, recorded)
+            except psycopg2.errors.NumericValueOutOfRange:
+                at_once = False  # a score would leave 64 bits: the plan refuses only that increment
+            except pb.Raced as raced:  # rare: a duplicate committed by another process meanwhile
+                recorded.update(await self.recorded(raced.action_ids))
+            except RETRYABLE:
+                pass  # a deadlock or serialization failure rolled the whole batch back
+        raise ServiceUnavailable("the batch kept conflicting with concurrent writers; nothing was written")
+
+    async def _at_once(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult],
+                       work: list[Increment]) -> list[Outcome]:
+        """The batch in one statement, so one round trip and one transaction (see postgres_once)."""
+        action_ids = [inc.action_id for inc in work]
+        async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
+            try:
+                await cur.execute(once.AT_ONCE, once.params(work))
+                written, replays = once.read(await cur.fetchall())
+            except psycopg2.errors.UniqueViolation:
+                raise pb.Raced(action_ids) from None
+            except UNREACHABLE as exc:  # it may have committed with its answer lost: ask before answering
+                found = await self._ask_until(action_ids, exc)
+                if len(found) < len(action_ids):  # one statement: all of it, or none of it, was ours
+                    raise ServiceUnavailable(
+                        f"database connection lost before the batch took effect: {type(exc).__name__}") from exc
+                written, replays = {a: once.Written(*found[a][:3]) for a in action_ids}, {}
+        return once.outcomes(batch, {**recorded, **replays}, written)
+
+    async def _group_commit(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult]) -> list[Outcome]:
+        async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
+            try:
+                planned, seqs = await pb.lock_and_plan(cur, batch, recorded)
+                if not planned.applied:  # every increment refused: nothing to write
+                    await cur.execute("ROLLBACK")
+                    return planned.results([])
+            except BaseException:
+                await _rollback(conn, cur)
+                raise
+            ids = seqs[: len(planned.applied)]
+            await self._write(conn, cur, planned, ids)
+        return planned.results(ids)
+
+    async def _write(self, conn: Any, cur: Any, planned: Plan, ids: list[int]) -> None:
         try:
-            async with self._cursor(transaction=True) as cur:
-                return await self._apply(cur, increment)
-        except _AlreadyRecorded:
-            recorded = await self.recorded(increment.action_id)
-            assert recorded is not None, "a conflicting actionId is committed"
-            return recorded
-        except UserDeleted:  # a replay of what was applied before the deletion is still answered
-            if (recorded := await self.recorded(increment.action_id)) is not None:
-                return recorded
+            await cur.execute(pb.WRITE, pb.write_params(planned, ids))
+        except psycopg2.errors.UniqueViolation:  # a duplicate committed by another process meanwhile
+            await _rollback(conn, cur)
+            raise pb.Raced(planned.columns()[0]) from None
+        except UNREACHABLE as exc:
+            # The COMMIT may have been applied with its answer lost: ask before answering.
+            await self._committed(planned.columns()[0], ids, exc)
+        except BaseException:
+            await _rollback(conn, cur)
             raise
 
-    async def _apply(self, cur: Any, inc: Increment) -> IncrementResult:
-        await cur.execute(CREATE_USER, (inc.user_id,))
-        # The row lock serialises increments per user, so seq grows with commit order.
-        await cur.execute(q.USER_STATE + " FOR UPDATE", (inc.user_id,))
-        score, deleted, display_name = await cur.fetchone()
-        if deleted:
-            raise UserDeleted(f"user {inc.user_id!r} was deleted")
-        new_score = q.checked_score(score + inc.delta)
-        await cur.execute(
-            CLAIM_ACTION, (inc.action_id, inc.user_id, inc.action, inc.delta, new_score, inc.caller)
-        )
-        claimed = await cur.fetchone()
-        if claimed is None:
-            raise _AlreadyRecorded
-        await cur.execute(q.SET_SCORE, (new_score, claimed[0], inc.user_id))
-        return IncrementResult(
-            user_id=inc.user_id, action_id=inc.action_id, action=inc.action, delta=inc.delta,
-            new_score=new_score, applied=True, seq=claimed[0], display_name=display_name,
-        )
+    async def _committed(self, action_ids: list[str], ids: list[int], lost: BaseException) -> None:
+        """Return if the batch's events are in the database, raise ServiceUnavailable if none is,
+        OutcomeUnknown if the database cannot be asked within the timeout."""
+        found = {action_id: row[0] for action_id, row in (await self._ask_until(action_ids, lost)).items()}
+        if found == dict(zip(action_ids, ids, strict=True)):
+            return
+        if all(found.get(action_id) != seq for action_id, seq in zip(action_ids, ids, strict=True)):
+            raise ServiceUnavailable(f"database connection lost before COMMIT took effect: {type(lost).__name__}")
+        raise OutcomeUnknown("the database answered inconsistently about a lost COMMIT")
 
-    async def recorded(self, action_id: str) -> IncrementResult | None:
+    async def _ask_until(self, action_ids: list[str], lost: BaseException) -> dict[str, tuple[int, int, str | None]]:
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self._timeout, 0.05
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.cursor() as cur:
+                    await cur.execute(pb.COMMITTED, (action_ids,))
+                    return {row[0]: (int(row[1]), int(row[2]), row[3]) for row in await cur.fetchall()}
+            except UNREACHABLE:
+                if loop.time() + delay > deadline:
+                    raise OutcomeUnknown(
+                        "the connection was lost during COMMIT and the database has not answered since; "
+                        "retrying with the same actionId is safe") from lost
+            await asyncio.sleep(delay)  # bounded by the deadline: the database may be restarting
+            delay = min(delay * 2, 1.0)
+
+    async def recorded(self, action_ids: Collection[str]) -> dict[str, IncrementResult]:
+        if not action_ids:
+            return {}
         async with self._cursor() as cur:
-            await cur.execute(q.RECORDED, (action_id,))
-            row = await cur.fetchone()
-        return None if row is None else q.recorded_result(row)
+            await cur.execute(pb.RECORDED, (list(action_ids),))
+            rows = await cur.fetchall()
+        return {row[1]: q.recorded_result(row) for row in rows}
 
     async def save_user(self, user_id: str, display_name: str) -> Entry:
         async with self._cursor(transaction=True) as cur:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,8 +13,14 @@ import aiosqlite
 from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, Standing
 from app.errors import ServiceUnavailable, UserDeleted
 from app.store import queries as q
+from app.store.batch import Outcome, Plan, UserState, plan
 
 NEXT_SEQ = "UPDATE score_seq SET value = value + 1 RETURNING value"
+TAKE_SEQS = "UPDATE score_seq SET value = value + ? RETURNING value"
+USER_STATES = "SELECT user_id, score, deleted_at IS NOT NULL, display_name FROM users WHERE user_id IN ({})"
+RECORDED_MANY = """
+    SELECT user_id, action_id, action, delta, score_after, id
+    FROM score_events WHERE action_id IN ({})"""
 INSERT_USER = "INSERT INTO users (user_id, display_name, seq) VALUES (?, ?, ?)"
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 # Inserts (or re-raises a cleared) flag only when the window's points exceed the ceiling;
@@ -71,12 +77,17 @@ class SqliteStore:
                 await self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._conn
+                    await self._conn.execute("COMMIT")
                 except BaseException:
-                    await self._conn.execute("ROLLBACK")
+                    # A failed COMMIT (busy, I/O error) can leave the transaction open: end it here.
+                    await self._rollback()
                     raise
-                await self._conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 raise ServiceUnavailable(f"database unavailable: {exc}") from exc
+
+    async def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            await self._conn.execute("ROLLBACK")
 
     async def _one(self, statement: str, params: tuple[Any, ...]) -> Any:
         async with self._conn.execute(_sql(statement), params) as cursor:
@@ -85,37 +96,55 @@ class SqliteStore:
     async def _next_seq(self) -> int:
         return int((await self._one(NEXT_SEQ, ()))[0])
 
-    async def apply_increment(self, increment: Increment) -> IncrementResult:
+    async def apply_increments(self, batch: Sequence[Increment]) -> list[Outcome]:
+        # One BEGIN IMMEDIATE per batch; transactions are serialised, so every check here is exact.
         async with self._session(transaction=True):
-            # Transactions are serialised, so this check is exact under concurrency.
-            recorded = await self._one(q.RECORDED, (increment.action_id,))
-            if recorded is not None:
-                return q.recorded_result(recorded)
-            return await self._apply(increment)
+            recorded = await self._recorded({inc.action_id for inc in batch})
+            fresh = [inc for inc in batch if inc.action_id not in recorded]
+            states = await self._user_states({inc.user_id for inc in fresh})
+            planned = plan(batch, states, recorded)
+            return planned.results(await self._write(planned, states))
 
-    async def _apply(self, inc: Increment) -> IncrementResult:
-        state = await self._one(q.USER_STATE, (inc.user_id,))
-        if state is None:
-            await self._conn.execute(INSERT_USER, (inc.user_id, None, await self._next_seq()))
-            state = (0, False, None)
-        if state[1]:
-            raise UserDeleted(f"user {inc.user_id!r} was deleted")
-        new_score = q.checked_score(state[0] + inc.delta)
-        seq = await self._next_seq()
-        await self._conn.execute(
-            _sql(q.INSERT_EVENT),
-            (seq, inc.action_id, inc.user_id, inc.action, inc.delta, new_score, inc.caller),
-        )
-        await self._conn.execute(_sql(q.SET_SCORE), (new_score, seq, inc.user_id))
-        return IncrementResult(
-            user_id=inc.user_id, action_id=inc.action_id, action=inc.action, delta=inc.delta,
-            new_score=new_score, applied=True, seq=seq, display_name=state[2],
-        )
+    async def _user_states(self, user_ids: set[str]) -> dict[str, UserState]:
+        """Every user's state, after creating the unknown ones at 0 (in sorted order, one seq each)."""
+        found = await self._select(USER_STATES, sorted(user_ids))
+        states = {row[0]: UserState(int(row[1]), bool(row[2]), row[3]) for row in found}
+        unknown = sorted(user_ids - states.keys())
+        if unknown:
+            first = await self._take_seqs(len(unknown))
+            await self._conn.executemany(INSERT_USER, [(u, None, first + i) for i, u in enumerate(unknown)])
+            states.update({u: UserState(0, False, None) for u in unknown})
+        return states
 
-    async def recorded(self, action_id: str) -> IncrementResult | None:
+    async def _write(self, planned: Plan, states: dict[str, UserState]) -> list[int]:
+        if not planned.applied:
+            return []
+        first = await self._take_seqs(len(planned.applied))
+        ids = list(range(first, first + len(planned.applied)))
+        await self._conn.executemany(_sql(q.INSERT_EVENT), zip(ids, *planned.columns(), strict=True))
+        last = dict(zip(planned.columns()[1], ids, strict=True))  # each user's last event in the batch
+        await self._conn.executemany(
+            _sql(q.SET_SCORE), [(score, last[user], user) for user, score in planned.finals.items()])
+        return ids
+
+    async def _take_seqs(self, count: int) -> int:
+        """Reserve `count` consecutive values of the one sequence; the first of them."""
+        return int((await self._one(TAKE_SEQS, (count,)))[0]) - count + 1
+
+    async def _select(self, template: str, values: list[str]) -> list[Any]:
+        if not values:
+            return []
+        statement = template.format(", ".join("?" * len(values)))
+        async with self._conn.execute(statement, values) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _recorded(self, action_ids: Collection[str]) -> dict[str, IncrementResult]:
+        rows = await self._select(RECORDED_MANY, sorted(action_ids))
+        return {row[1]: q.recorded_result(row) for row in rows}
+
+    async def recorded(self, action_ids: Collection[str]) -> dict[str, IncrementResult]:
         async with self._session():
-            row = await self._one(q.RECORDED, (action_id,))
-        return None if row is None else q.recorded_result(row)
+            return await self._recorded(action_ids)
 
     async def save_user(self, user_id: str, display_name: str) -> Entry:
         async with self._session(transaction=True):

@@ -1,0 +1,77 @@
+"""Group work that arrives together: gather items for at most a window (or up to a maximum) and
+hand them to one `flush` call; each submitter gets its own item's answer.
+
+A few flushes may run at once (the database pipelines them); while all are busy, new items
+wait and join the next batch, so batches grow with the load and stay small when it is light.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+# Returns one answer per item, in order: a value, or the exception that item alone raises.
+Flush = Callable[[Sequence[Item]], Awaitable[Sequence[Answer | BaseException]]]
+
+
+class Batcher(Generic[Item, Answer]):
+    def __init__(self, flush: Flush[Item, Answer], window: float, max_size: int, concurrency: int) -> None:
+        self._flush = flush
+        self._window = window
+        self._max_size = max_size
+        self._free = concurrency
+        self._pending: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if len(self._pending) >= self._max_size:
+            self._start()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window, self._start)
+        # A submitter that goes away cancels only its own future; the batch runs on for its neighbours.
+        return await future
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending and self._free > 0:
+            batch, self._pending = self._pending[: self._max_size], self._pending[self._max_size :]
+            self._free -= 1
+            task = asyncio.create_task(self._run(batch), name="batch")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
+        try:
+            answers: Sequence[Answer | BaseException] = await self._flush([item for item, _ in batch])
+        except Exception as exc:  # every submitter of the batch gets the failure
+            answers = [exc] * len(batch)
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+        finally:
+            self._free += 1
+            if self._pending:  # items that waited for a free slot have waited long enough
+                self._start()
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+
+    async def drain(self) -> None:
+        """Flush what is pending and wait for every running batch (at shutdown)."""
+        self._start()
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)

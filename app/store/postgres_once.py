@@ -1,0 +1,99 @@
+"""Group commit in PostgreSQL in one statement: a batch is one round trip and one transaction.
+
+The statement also answers replays: an actionId already recorded comes back as its record.
+
+aiopg connections are autocommit, so one statement is its own transaction, committed when it
+answers. Users are upserted with their batch totals (the row lock of the upsert serialises
+concurrent batches per user, in user_id order, so no cycle), events inserted with ids reserved in
+batch order (ties rank by who reached the score first) and each event's score after it derived
+from the user's new total. A deleted user's increments return no row (410). Two cases fail the
+whole statement, and then nothing is written: an actionId another transaction committed meanwhile
+(unique_violation: the caller replays it) and a score outside 64 bits (the caller falls back to
+the step-by-step plan, which refuses only the overflowing increment).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from app.domain import Increment, IncrementResult
+from app.errors import UserDeleted
+from app.store import queries as q
+from app.store.batch import Outcome
+
+AT_ONCE = """
+    WITH given AS (
+        SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[])
+            WITH ORDINALITY AS r(a, u, act, d, c, n)),
+    rec AS (
+        SELECT user_id, action_id, action, delta, score_after, id FROM score_events
+        WHERE action_id IN (SELECT a FROM given)),
+    req AS (SELECT * FROM given WHERE a NOT IN (SELECT action_id FROM rec)),
+    ids AS MATERIALIZED (SELECT n, nextval('score_seq') AS id FROM (SELECT n FROM req ORDER BY n) AS o),
+    totals AS (SELECT u, sum(d) AS d, max(ids.id) AS last FROM req JOIN ids USING (n) GROUP BY u),
+    up AS (
+        INSERT INTO users (user_id, score, seq) SELECT u, d, last FROM totals ORDER BY u
+        ON CONFLICT (user_id) DO UPDATE SET score = users.score + EXCLUDED.score, seq = EXCLUDED.seq
+        WHERE users.deleted_at IS NULL
+        RETURNING user_id, score, display_name),
+    ev AS (
+        INSERT INTO score_events (id, action_id, user_id, action, delta, score_after, caller)
+        SELECT ids.id, req.a, req.u, req.act, req.d,
+               up.score - COALESCE(sum(req.d) OVER (PARTITION BY req.u ORDER BY req.n DESC
+                                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0),
+               req.c
+        FROM req JOIN ids USING (n) JOIN up ON up.user_id = req.u ORDER BY req.n
+        RETURNING action_id, id, score_after, user_id)
+    SELECT ev.action_id, ev.id, ev.score_after, up.display_name, NULL, NULL, NULL
+    FROM ev JOIN up USING (user_id)
+    UNION ALL
+    SELECT action_id, id, score_after, NULL, user_id, action, delta FROM rec"""
+
+
+class Written(NamedTuple):
+    """An applied event as the database wrote it."""
+
+    seq: int
+    score_after: int
+    display_name: str | None
+
+
+def read(rows: Sequence[Sequence[Any]]) -> tuple[dict[str, Written], dict[str, IncrementResult]]:
+    """The statement's rows: the events it wrote, and the records of the replays it found."""
+    written, recorded = {}, {}
+    for row in rows:
+        if row[4] is None:
+            written[row[0]] = Written(int(row[1]), int(row[2]), row[3])
+        else:
+            recorded[row[0]] = q.recorded_result((row[4], row[0], row[5], row[6], row[2], row[1]))
+    return written, recorded
+
+
+def work(batch: Sequence[Increment], recorded: Mapping[str, IncrementResult]) -> list[Increment] | None:
+    """The increments to write: those not recorded before; None if an actionId repeats in the batch
+    (its later uses depend on the first's outcome: the step-by-step plan decides those)."""
+    fresh = [inc for inc in batch if inc.action_id not in recorded]
+    return fresh if len({inc.action_id for inc in fresh}) == len(fresh) else None
+
+
+def params(work: Sequence[Increment]) -> tuple[list[Any], ...]:
+    return ([i.action_id for i in work], [i.user_id for i in work], [i.action for i in work],
+            [i.delta for i in work], [i.caller for i in work])
+
+
+def outcomes(batch: Sequence[Increment], recorded: Mapping[str, IncrementResult],
+             written: Mapping[str, Written]) -> list[Outcome]:
+    """Each increment's outcome: recorded before, written now, or refused because its user was
+    deleted (the statement wrote no row for it)."""
+    results: list[Outcome] = []
+    for inc in batch:
+        row = written.get(inc.action_id)
+        if inc.action_id in recorded:
+            results.append(recorded[inc.action_id])
+        elif row is not None:
+            results.append(IncrementResult(
+                user_id=inc.user_id, action_id=inc.action_id, action=inc.action, delta=inc.delta,
+                new_score=row.score_after, applied=True, seq=row.seq, display_name=row.display_name))
+        else:
+            results.append(UserDeleted(f"user {inc.user_id!r} was deleted"))
+    return results
