@@ -5,14 +5,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
-from weakref import WeakSet
 
 from aiohttp import web
 
 from app.auth.tokens import Verifier
 from app.config import Settings
 from app.http.cors import cors_headers, cors_preflight
-from app.http.hardening import HEADER_LIMITS, StreamSlots, security_headers
+from app.http.hardening import HEADER_LIMITS, security_headers
 from app.http.keys import (
     HUB,
     LIMITER,
@@ -24,8 +23,6 @@ from app.http.keys import (
     SCOREBOARD,
     SETTINGS,
     STORE,
-    STREAM_SLOTS,
-    STREAMS,
     VERIFIER,
 )
 from app.http.middlewares import error_middleware
@@ -41,6 +38,7 @@ from app.reconcile import Reconciler
 from app.service import Scoreboard
 from app.store import open_store
 from app.store.migrations import migrate
+from app.streams import StreamRegistry
 from app.tasks import stop
 
 if TYPE_CHECKING:
@@ -57,10 +55,8 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[OPENAPI] = openapi_document(settings)
     app[VERIFIER] = Verifier(settings)
-    app[STREAM_SLOTS] = StreamSlots(settings.stream_max_per_client)
     app.on_response_prepare.extend([security_headers, cors_headers, echo_request_id])
     # Entered in order, exited in reverse, each only if its start succeeded.
-    app[STREAMS] = WeakSet()
     app.cleanup_ctx.extend([_keys, _store, _live, _background])
     app.on_shutdown.append(_stop_streams)
     app.on_cleanup.append(_close_metrics)
@@ -94,7 +90,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         app[LIMITER] = limiter
         scoreboard = Scoreboard(app[STORE], board, bus, limiter, settings.actions, app[MODERATION])
         app[SCOREBOARD] = scoreboard
-        app[HUB] = Hub(scoreboard, bus, settings.push_interval, settings.stream_max)
+        streams = StreamRegistry(settings.stream_max, settings.stream_max_per_client, settings.push_interval,
+                                 settings.ping_interval, settings.send_timeout)
+        app[HUB] = Hub(scoreboard.top, bus, streams, settings.push_interval)
         app[RECONCILER] = Reconciler(app[STORE], board, bus, settings.reconcile_interval)
         app[REDIS_STATUS] = _redis_status(redis)
         yield
@@ -109,7 +107,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(LiveUnavailable):  # Redis down at start: reads use the database
         await reconciler.reconcile()
     await hub.refresh()
-    tasks = [asyncio.create_task(hub.run(), name="hub"), asyncio.create_task(reconciler.run(), name="reconciler")]
+    tasks = [asyncio.create_task(hub.run(), name="hub"), asyncio.create_task(reconciler.run(), name="reconciler"),
+             asyncio.create_task(hub.streams.keep_alive(), name="keep-alive")]
     if app[SETTINGS].prometheus_multiproc_dir is not None:
         sampling = app[METRICS].keep_sampling(hub, reconciler, app[LIMITER])
         tasks.append(asyncio.create_task(sampling, name="metrics"))
@@ -119,10 +118,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _stop_streams(app: web.Application) -> None:
-    """On shutdown, end every open stream so handlers return instead of outliving the timeout."""
-    streams = app[STREAMS]
-    for response in tuple(streams):  # a copy: stopped streams leave the set as they end
-        response.stop_streaming()
+    """On shutdown, end every open stream and wait for their handlers, instead of outliving the timeout."""
+    await app[HUB].streams.close()
 
 
 async def _close_metrics(app: web.Application) -> None:

@@ -95,6 +95,7 @@ async def test_readyz_reports_redis_and_healthz_the_pid(client: Any, settings: S
     ready = await (await client.get("/readyz")).json()
     assert ready["status"] == "ready"
     assert ready["redis"] == ("ok" if settings.redis_url else "not configured")
+    assert ready["streams"] == {"open": 0, "max": settings.stream_max, "openFilesLimit": settings.open_files}
     assert isinstance((await (await client.get("/healthz")).json())["pid"], int)
 
 

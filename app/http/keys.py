@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from weakref import WeakSet
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from app.auth.tokens import Verifier
 from app.config import Settings
-from app.http.hardening import StreamSlots
 from app.hub import Hub
 from app.moderation import Moderation
 from app.ops.metrics import Metrics
@@ -23,12 +20,9 @@ STORE = web.AppKey("scoreboard.store", Store)
 SCOREBOARD = web.AppKey("scoreboard.scoreboard", Scoreboard)
 VERIFIER = web.AppKey("scoreboard.verifier", Verifier)
 MODERATION = web.AppKey("scoreboard.moderation", Moderation)
-STREAM_SLOTS = web.AppKey("scoreboard.stream_slots", StreamSlots)
 LIMITER = web.AppKey("scoreboard.limiter", RateLimiter)  # its `fallbacks` count is for the metrics
 HUB = web.AppKey("scoreboard.hub", Hub)
 RECONCILER = web.AppKey("scoreboard.reconciler", Reconciler)
-# Open streams, so shutdown can stop them instead of waiting for their clients.
-STREAMS = web.AppKey("scoreboard.streams", WeakSet[EventSourceResponse])
 METRICS = web.AppKey("scoreboard.metrics", Metrics)
 OPENAPI = web.AppKey("scoreboard.openapi", bytes)  # the document, encoded once at startup
 # Redis status for /readyz: "ok", "unavailable" or "not configured".

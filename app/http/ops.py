@@ -7,7 +7,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.errors import ServiceUnavailable
-from app.http.keys import HUB, LIMITER, METRICS, OPENAPI, RECONCILER, REDIS_STATUS, STORE
+from app.http.keys import HUB, LIMITER, METRICS, OPENAPI, RECONCILER, REDIS_STATUS, SETTINGS, STORE
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,7 +22,13 @@ async def readyz(request: web.Request) -> web.Response:
     except ServiceUnavailable as exc:
         body = {"status": "unavailable", "failed": {"database": exc.message}, "redis": redis}
         return web.json_response(body, status=503)
-    return web.json_response({"status": "ready", "redis": redis})
+    return web.json_response({"status": "ready", "redis": redis, "streams": _streams(request.app)})
+
+
+def _streams(app: web.Application) -> dict[str, int]:
+    """How many streams this process holds and may hold (STREAM_MAX, sized from the open-files limit)."""
+    settings = app[SETTINGS]
+    return {"open": app[HUB].open_streams, "max": settings.stream_max, "openFilesLimit": settings.open_files}
 
 
 async def metrics(request: web.Request) -> web.Response:
