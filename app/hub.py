@@ -89,4 +89,5 @@ class Hub:
     async def _until(moment: float) -> None:
         # asyncio may run a timer up to its clock resolution early: a push before the moment
         # would find every stream still held back, so wake a microsecond late instead.
-        await asyncio.sleep(max(0.0, moment - time.monotonic()) + 1e-6)
+        delay = moment - time.monotonic()
+        await asyncio.sleep(delay + 1e-6 if delay > 0 else 0)

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from app.auth.tokens import Verifier
 from app.config import Settings
-from app.http.cors import cors_headers, cors_preflight
-from app.http.hardening import HEADER_LIMITS, security_headers
+from app.http.cors import cors_preflight
+from app.http.hardening import HEADER_LIMITS, response_headers
 from app.http.keys import (
     HUB,
     LIMITER,
@@ -31,8 +31,8 @@ from app.http.routes import setup_routes
 from app.hub import Hub
 from app.live import LiveUnavailable, open_live
 from app.moderation import Moderation
-from app.ops.logs import access_log, echo_request_id
-from app.ops.metrics import Metrics, metrics_middleware
+from app.ops.logs import access_middleware
+from app.ops.metrics import Metrics
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
 from app.service import Scoreboard
@@ -49,13 +49,13 @@ MAX_BODY_BYTES = 4096
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics(settings.prometheus_multiproc_dir)
-    middlewares = [access_log, metrics_middleware(metrics), error_middleware, cors_preflight]
+    middlewares = [access_middleware(metrics), error_middleware, cors_preflight]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[OPENAPI] = openapi_document(settings)
     app[VERIFIER] = Verifier(settings)
-    app.on_response_prepare.extend([security_headers, cors_headers, echo_request_id])
+    app.on_response_prepare.append(response_headers)
     # Entered in order, exited in reverse, each only if its start succeeded.
     app.cleanup_ctx.extend([_keys, _store, _live, _background])
     app.on_shutdown.append(_stop_streams)

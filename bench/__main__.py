@@ -18,15 +18,25 @@ from bench.run import BackendResult, Options, run_backend
 Setup = Callable[[], AbstractContextManager[Settings]]
 
 
+# Benchmarks of their own (`python -m bench NAME --help`); no name runs the suite below.
+SUBCOMMANDS = {"hotread": "bench.hotread", "fanout": "bench.fanout"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="bench: app log: %(name)s: %(message)s")
-    options = Options(clients=args.clients, seconds=args.seconds, warmup=args.warmup, rounds=args.rounds)
+    argv = sys.argv[1:] if argv is None else argv
     where = backends.Services(
         postgres_url=os.environ.get("BENCH_DATABASE_URL")
         or os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
         redis_url=os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     )
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        code: int = importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:], where)
+        return code
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="bench: app log: %(name)s: %(message)s")
+    options = Options(clients=args.clients, seconds=args.seconds, warmup=args.warmup, rounds=args.rounds)
     setups: dict[str, Setup] = {"sqlite+memory": backends.embedded}
     if not args.embedded_only:
         setups["postgres+redis"] = lambda: backends.services(where)

@@ -6,6 +6,9 @@ import ipaddress
 from aiohttp import web
 
 from app.config import IPNetwork
+from app.http.cors import cors_headers
+from app.http.keys import SETTINGS
+from app.ops.logs import echo_request_id
 
 # Passed to aiohttp's parser as Application(handler_args=...), so tests run with them too.
 # The longest legitimate line is a request line with a 64-character userId or a bearer
@@ -18,13 +21,18 @@ SECURITY_HEADERS = {
     # Every response, not only the page: an error body a browser renders gets it too.
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
+_SECURITY_ITEMS = tuple(SECURITY_HEADERS.items())
 UNKNOWN_ADDRESS = "unknown"
 
 
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: runs for every response, streams and files included."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+async def response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare, for every response (streams, files and errors included): security
+    headers, CORS and the request id, in one step since it runs on every request."""
+    headers = response.headers
+    for name, value in _SECURITY_ITEMS:
+        headers.setdefault(name, value)
+    cors_headers(request, response, request.app[SETTINGS].cors_origins)
+    echo_request_id(request, response)
 
 
 def client_address(request: web.Request, trusted_proxies: tuple[IPNetwork, ...]) -> str:

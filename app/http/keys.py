@@ -28,4 +28,6 @@ OPENAPI = web.AppKey("scoreboard.openapi", bytes)  # the document, encoded once 
 # Redis status for /readyz: "ok", "unavailable" or "not configured".
 REQUEST_ID = web.RequestKey("scoreboard.request_id", str)  # echoed in X-Request-ID
 CALLER_SUB = web.RequestKey("scoreboard.caller_sub", str)  # for the access log, once authenticated
+# Extra fields a handler wants on this request's access-log line.
+ACCESS_FIELDS: web.RequestKey[dict[str, object]] = web.RequestKey("scoreboard.access_fields")
 REDIS_STATUS: web.AppKey[Callable[[], Awaitable[str]]] = web.AppKey("scoreboard.redis_status")

@@ -1,21 +1,29 @@
-"""Logging: one JSON line per record (or text for humans), request ids, and the per-request access line."""
+"""Logging: one JSON line per record (or text for humans), request ids, and the per-request access line.
+
+Records are formatted and written by a thread (QueueHandler → QueueListener): the event loop
+only hands them over, so a burst of requests never waits on stderr.
+"""
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
 import logging
+import logging.handlers
+import queue
 import re
+import secrets
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
-from app.http.keys import CALLER_SUB, REQUEST_ID
-from app.ops.metrics import route_of
+from app.http.keys import ACCESS_FIELDS, CALLER_SUB, REQUEST_ID
+from app.ops.metrics import Metrics, route_of
 
 access = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -23,6 +31,9 @@ VALID_REQUEST_ID = re.compile(r"^[!-~]{1,64}\Z")  # short and printable: it is e
 # The request being served, so every line it causes (the audit line too) carries its id.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 EXTRAS = ("request", "audit")
+# Generated ids: a random per-process half and a counter, unique without a random draw per request.
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count(1)
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,45 +68,70 @@ class TextFormatter(logging.Formatter):
         return f"{super().format(record)} {pairs}".rstrip()
 
 
+class _HandOver(logging.handlers.QueueHandler):
+    """Queue the record as it is; the listener's thread formats it (the stdlib version formats here)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 def configure(log_format: str) -> None:
-    """Send every record to stderr in `log_format` (json or text)."""
+    """Send every record to stderr in `log_format` (json or text), written off the event loop."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    handler.addFilter(RequestIdFilter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    hand_over = _HandOver(records)
+    hand_over.addFilter(RequestIdFilter())  # on the loop's side: the request id is a context variable
+    listener = logging.handlers.QueueListener(records, handler)
+    listener.start()
+    atexit.register(listener.stop)  # writes what is queued before the process ends
+    logging.basicConfig(level=logging.INFO, handlers=[hand_over], force=True)
 
 
 def _request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    return given if VALID_REQUEST_ID.match(given) else uuid.uuid4().hex
+    if given and VALID_REQUEST_ID.match(given):
+        return given
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
-@web.middleware
-async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tag the request with an id (echoed in X-Request-ID) and log one line when it ends."""
-    request[REQUEST_ID] = _request_id(request)
-    token = request_id.set(request[REQUEST_ID])
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:  # redirects pass through the error middleware
-        status = exc.status
-        raise
-    finally:
-        _log_access(request, status, time.perf_counter() - started)
-        request_id.reset(token)
+def access_middleware(metrics: Metrics) -> Middleware:
+    """Tag the request with an id (echoed in X-Request-ID), time it for the metrics, log one line."""
+
+    @web.middleware
+    async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[REQUEST_ID] = rid = _request_id(request)
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # redirects pass through the error middleware
+            status = exc.status
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_of(request)
+            metrics.observe(request.method, route, status, seconds)
+            _log_access(request, route, status, seconds)
+            request_id.reset(token)
+
+    return observed
 
 
-async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare, so streams, files and error answers all carry the id."""
-    if REQUEST_ID in request:
-        response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Part of the response-prepare step, so streams, files and error answers all carry the id."""
+    if (rid := request.get(REQUEST_ID)) is not None:
+        response.headers[REQUEST_ID_HEADER] = rid
 
 
-def _log_access(request: web.Request, status: int, seconds: float) -> None:
-    line = {"method": request.method, "route": route_of(request), "status": status,
+def _log_access(request: web.Request, route: str, status: int, seconds: float) -> None:
+    if not access.isEnabledFor(logging.INFO):
+        return
+    line = {"method": request.method, "route": route, "status": status,
             "latencyMs": round(seconds * 1000, 2), "sub": request.get(CALLER_SUB)}
-    access.info("%s %s %d", request.method, line["route"], status, extra={"request": line})
+    if (fields := request.get(ACCESS_FIELDS)) is not None:
+        line.update(fields)  # what a handler added for this request's line
+    access.info("%s %s %d", request.method, route, status, extra={"request": line})
