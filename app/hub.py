@@ -20,6 +20,7 @@ from app.streams import Frame, StreamRegistry
 
 log = logging.getLogger(__name__)
 TOP_SIZE = 10
+READ_MARGIN = 0.01  # seconds: a busy loop answers a read this much later than an idle one
 
 Top = Callable[[int], Awaitable[list[Entry]]]
 
@@ -70,7 +71,7 @@ class Hub:
         """
         async with self._bus.subscribe() as messages:
             async for _ in messages:
-                await self._until(self.streams.last_push + self._interval - self._read_seconds)
+                await self._until(self.streams.last_push + self._interval - self._read_ahead())
                 try:
                     snapshot = await self._read()
                 except ServiceUnavailable as exc:
@@ -78,6 +79,11 @@ class Hub:
                     continue
                 await self._until(self.streams.last_push + self._interval)
                 self.publish(snapshot)
+
+    def _read_ahead(self) -> float:
+        """How early to start reading: a read that ends after its push is due delays the push,
+        and under continuous change every delay is a push less per second, so leave a margin."""
+        return min(self._interval / 2, 2 * self._read_seconds + READ_MARGIN)
 
     async def _read(self) -> Snapshot:
         started = time.monotonic()
