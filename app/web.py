@@ -49,7 +49,9 @@ MAX_BODY_BYTES = 4096
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics(settings.prometheus_multiproc_dir)
-    middlewares = [access_middleware(metrics), error_middleware, cors_preflight]
+    middlewares = [access_middleware(metrics), error_middleware]
+    if settings.cors_origins:  # without a listed origin no preflight is answered: no layer per request
+        middlewares.append(cors_preflight)
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
     app[SETTINGS] = settings
     app[METRICS] = metrics
