@@ -99,6 +99,7 @@ def _point(target: Target, streams: int, args: argparse.Namespace) -> dict[str, 
     cpu_start = sum(procs.cpu_seconds(pid) for pid in target.pids())
     time.sleep(args.window / 2)
     rss = sum(procs.rss_bytes(pid) for pid in target.pids())
+    open_files = {pid: procs.open_files(pid) for pid in target.pids()}  # how the streams spread over workers
     time.sleep(max(0.0, end - time.time()))
     cpu = sum(procs.cpu_seconds(pid) for pid in target.pids()) - cpu_start
     outputs = [json.loads(client.communicate(timeout=120)[0].splitlines()[-1]) for client in clients]
@@ -113,7 +114,7 @@ def _point(target: Target, streams: int, args: argparse.Namespace) -> dict[str, 
         "changesPerSecond": len(changes) / (end + 1.5 - start),
         "changeMaxMs": max(changes, default=0) * 1000,
         "pushesPerSecond": len({ts for out in outputs for ts in out["pushes"]}) / args.window, "serverCpu": cpu / args.window,
-        "rssPerStreamKb": (rss - rss_before) / total / 1024, "clientCpuSeconds": sum(o["cpuSeconds"] for o in outputs),
+        "rssPerStreamKb": (rss - rss_before) / total / 1024, "openFilesByProcess": list(open_files.values()), "clientCpuSeconds": sum(o["cpuSeconds"] for o in outputs),
     }
 
 
@@ -148,9 +149,10 @@ def _pct(values: list[float], percent: float) -> float | None:
 
 def _median(rows: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
+    lists = {k: rows[-1][k] for k in rows[0] if isinstance(rows[0][k], list)}
     out = {k: statistics.median(r[k] for r in rows if r[k] is not None) for k in keys}
     out["rounds"] = len(rows)
-    return out
+    return {**out, **lists}
 
 
 def _table(report: dict[str, Any]) -> str:

@@ -22,14 +22,15 @@ def main(argv: list[str], where: Services) -> int:
     args = _parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-hotread-") as tmp:
         workdir = Path(tmp)
-        with procs.service(where, workdir) as service:
+        with procs.service(where, workdir, workers=args.workers) as service:
             procs.seed(service.url, 30)
             body, headers = procs.fetch(f"{service.url}/top")
             with procs.trivial(body, workdir) as anchor:
                 results = {c: _measure(service, anchor, c, args) for c in args.connections}
-    report = {"bodyBytes": len(body), "rounds": args.rounds, "seconds": args.seconds, "results": results}
+    report = {"bodyBytes": len(body), "rounds": args.rounds, "seconds": args.seconds, "workers": args.workers,
+              "results": results}
     print(_table(report))
-    print(f"written: {write_named('hotread', report, _plot)}", file=sys.stderr)
+    print(f"written: {write_named(args.name, report, _plot)}", file=sys.stderr)
     return 0
 
 
@@ -59,7 +60,8 @@ def _medians(results: list[procs.WrkResult]) -> dict[str, Any]:
 
 
 def _table(report: dict[str, Any]) -> str:
-    lines = [f"GET /top ({report['bodyBytes']} bytes), wrk -t1, medians of {report['rounds']} rounds",
+    lines = [f"GET /top ({report['bodyBytes']} bytes), service with {report['workers']} worker(s), wrk -t1, "
+             f"medians of {report['rounds']} rounds",
              f"{'conns':>6} {'service req/s':>14} {'trivial req/s':>14} {'ratio':>6} "
              f"{'p99 svc':>9} {'p99 triv':>9} {'p99 ratio':>9}"]
     for connections, row in report["results"].items():
@@ -85,4 +87,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="service worker processes (gunicorn when > 1)")
+    parser.add_argument("--name", default="hotread", help="results file name under bench/results/")
     return parser
