@@ -19,7 +19,7 @@ Setup = Callable[[], AbstractContextManager[Settings]]
 
 
 # Benchmarks of their own (`python -m bench NAME --help`); no name runs the suite below.
-SUBCOMMANDS = {"hotread": "bench.hotread", "fanout": "bench.fanout"}
+SUBCOMMANDS = {"hotread": "bench.hotread", "fanout": "bench.fanout", "screen": "bench.screen"}
 
 
 def main(argv: list[str] | None = None) -> int:
