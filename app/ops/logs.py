@@ -19,7 +19,7 @@ import threading
 import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -72,6 +72,27 @@ class TextFormatter(logging.Formatter):
         return f"{super().format(record)} {pairs}".rstrip()
 
 
+class _AccessLine(NamedTuple):
+    """An access line as the loop queues it: the LogRecord is made by the writer's thread."""
+
+    created: float
+    request_id: str | None
+    fields: dict[str, Any]
+
+    def record(self) -> logging.LogRecord:
+        fields = self.fields
+        record = access.makeRecord(access.name, logging.INFO, "(access)", 0, "%s %s %d",
+                                   (fields["method"], fields["route"], fields["status"]), None,
+                                   extra={"request": fields, "requestId": self.request_id})
+        record.created, record.msecs = self.created, (self.created % 1) * 1000
+        return record
+
+
+Queued = logging.LogRecord | _AccessLine
+# Where the access line goes when configure() runs the writer; None: through `logging` (tests).
+_access_queue: queue.SimpleQueue[Queued] | None = None
+
+
 class _HandOver(logging.handlers.QueueHandler):
     """Queue the record as it is; the writer's thread formats it (the stdlib version formats here)."""
 
@@ -86,7 +107,7 @@ class _BatchWriter(threading.Thread):
     on every request, which costs more than the formatting itself; one wake per batch does not.
     """
 
-    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], handler: logging.StreamHandler[TextIO]) -> None:
+    def __init__(self, records: queue.SimpleQueue[Queued], handler: logging.StreamHandler[TextIO]) -> None:
         super().__init__(name="log-writer", daemon=True)
         self._records, self._handler = records, handler
         self._stopping = threading.Event()
@@ -100,7 +121,8 @@ class _BatchWriter(threading.Thread):
         lines: list[str] = []
         with contextlib.suppress(queue.Empty):
             while len(lines) < MAX_BATCH:
-                record = self._records.get_nowait()
+                item = self._records.get_nowait()
+                record = item.record() if isinstance(item, _AccessLine) else item
                 if self._handler.filter(record):
                     lines.append(self._handler.format(record) + "\n")
         if lines:
@@ -120,7 +142,9 @@ def configure(log_format: str) -> None:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    global _access_queue
+    records: queue.SimpleQueue[Queued] = queue.SimpleQueue()
+    _access_queue = records
     hand_over = _HandOver(records)
     hand_over.addFilter(RequestIdFilter())  # on the loop's side: the request id is a context variable
     writer = _BatchWriter(records, handler)
@@ -175,4 +199,7 @@ def _log_access(request: web.Request, route: str, status: int, seconds: float) -
             "latencyMs": round(seconds * 1000, 2), "sub": request.get(CALLER_SUB)}
     if (fields := request.get(ACCESS_FIELDS)) is not None:
         line.update(fields)  # what a handler added for this request's line
+    if _access_queue is not None:  # the writer makes the record: one line per request, cheap here
+        _access_queue.put(_AccessLine(time.time(), request_id.get(), line))
+        return
     access.info("%s %s %d", request.method, route, status, extra={"request": line})
