@@ -152,7 +152,9 @@ def _median(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lists = {k: rows[-1][k] for k in rows[0] if isinstance(rows[0][k], list)}
     out = {k: statistics.median(r[k] for r in rows if r[k] is not None) for k in keys}
     out["rounds"] = len(rows)
-    return {**out, **lists}
+    # Memory is measured on the first round only: later rounds reuse what the first one grew.
+    out["rssPerStreamKb"] = rows[0]["rssPerStreamKb"]
+    return {**out, **lists, "eachRound": [{k: r[k] for k in keys} for r in rows]}
 
 
 def _table(report: dict[str, Any]) -> str:
