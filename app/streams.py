@@ -1,11 +1,11 @@
 """The open streams of this process: the caps, the one-pass fan-out, the keep-alive timer, shutdown.
 
 This is the one place that knows which streams are open. A push is encoded once (with and
-without HTTP/1.1 chunked framing) and written to every socket in one synchronous pass: no
-task, future or timeout per stream (nchan's model). A stream whose socket buffer is above a
-small high-water mark is skipped; it gets the newest frame when it drains, or is aborted
-once it has been stalled for `send_timeout`. It imports no aiohttp: the HTTP layer hands it
-the transport once the response headers are out.
+without HTTP/1.1 chunked framing) and written to every socket in one pass: no task, future
+or timeout per stream (nchan's model); the loop serves other work between slices of streams.
+A stream whose socket buffer is above a small high-water mark is skipped; it gets the newest
+frame when it drains, or is aborted once it has been stalled for `send_timeout`. It imports
+no aiohttp: the HTTP layer hands it the transport once the response headers are out.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ HIGH_WATER = 16 * 1024
 STREAM_RETRY_SECONDS = 5
 PING = b": ping\n\n"
 SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for the stopped streams' handlers to return
+SLICE = 500  # streams written per callback of a pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +109,23 @@ class StreamRegistry:
             self._lagging.add(stream)
 
     def push(self, frame: Frame) -> None:
-        """Write `frame` to every stream that can take it now, in one pass."""
+        """Write `frame` to every stream that can take it now, in one pass of a few slices.
+
+        Between slices the loop serves other work (a 10,000-stream pass is mostly send() calls,
+        tens of milliseconds): no task per stream, one callback per SLICE streams.
+        """
         self._current = frame
         now = self.last_push = time.monotonic()
-        hold = now + self._interval
-        high_water, lagging, gone = HIGH_WATER, self._lagging, []
-        for stream in self._live:
+        self._write_slice(frame, list(self._live), 0, now)
+
+    def _write_slice(self, frame: Frame, streams: list[Stream], start: int, now: float) -> None:
+        if frame is not self._current:
+            return  # a newer push took over: it writes the newest frame to every stream
+        hold, high_water, live, lagging, gone = now + self._interval, HIGH_WATER, self._live, self._lagging, []
+        for stream in streams[start:start + SLICE]:
             transport = stream.transport
+            if stream not in live:
+                continue  # it left during the pass: its connection may already carry something else
             if transport is None or transport.is_closing():
                 gone.append(stream)
             elif stream.hold_until > now or transport.get_write_buffer_size() > high_water:
@@ -127,6 +138,8 @@ class StreamRegistry:
                 stream.hold_until = hold
         for stream in gone:
             self._drop(stream)
+        if start + SLICE < len(streams):
+            asyncio.get_running_loop().call_soon(self._write_slice, frame, streams, start + SLICE, now)
 
     def _deliver_owed(self, now: float) -> None:
         """Give each lagging stream that drained the newest frame; abort those stalled too long."""

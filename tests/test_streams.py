@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -200,3 +201,37 @@ async def test_http_1_0_streams_get_unchunked_frames(make_client: MakeClient, se
             assert (await reader.readuntil(b"\n\n")).startswith(b"event: snapshot\nid: ")
     finally:
         writer.close()
+
+
+async def test_a_pass_in_slices_reaches_every_stream_but_none_that_left_meanwhile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("app.streams.SLICE", 2)
+    loop = asyncio.get_running_loop()
+    pairs = [socket.socketpair() for _ in range(5)]
+    for _, theirs in pairs:
+        theirs.setblocking(False)
+    transports = [(await loop.connect_accepted_socket(asyncio.Protocol, ours))[0] for ours, _ in pairs]
+    streams = registry(per_client=10)
+    try:
+        with contextlib.ExitStack() as places:
+            joined = []
+            for transport in transports:
+                place = places.enter_context(streams.admit("a"))
+                place.attach(transport, False, lambda: None)
+                streams.join(place, "v", "v")
+                joined.append(place)
+            streams.push(Frame.of(b"data: 1\n\n"))  # the first slice at once, the others after
+            got = [received(theirs) for _, theirs in pairs]
+            assert got.count(b"data: 1\n\n") == 2
+            leaving = got.index(b"")
+            streams._live.discard(joined[leaving])  # it leaves while the pass is under way
+            for _ in range(5):
+                await asyncio.sleep(0)
+            got = [data + received(theirs) for data, (_, theirs) in zip(got, pairs, strict=True)]
+        assert got.count(b"data: 1\n\n") == 4 and got[leaving] == b""
+    finally:
+        for transport in transports:
+            transport.abort()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
