@@ -27,7 +27,7 @@ run: $(VENV)/.service
 
 check: $(VENV)/.installed
 	$(VENV)/bin/mypy
-	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff check app tests bench
 
 test: $(VENV)/.installed /usr/bin/chromium check
 	$(PY) -m pytest

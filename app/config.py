@@ -1,7 +1,9 @@
 """Settings read once from the environment: the only reader of os.environ."""
 from __future__ import annotations
 
+import ipaddress
 import re
+import resource
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
@@ -17,6 +19,10 @@ DEFAULT_DATABASE_URL = "sqlite:///./scoreboard.db"
 ACTION_ITEM = re.compile(r"^([A-Za-z0-9_.:-]{1,32})=(-?\d{1,10})$")
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Descriptors kept for everything but streams: listening sockets, database and Redis pools,
+# files, requests in flight.
+RESERVED_FILES = 500
 
 
 class ConfigError(Exception):
@@ -51,6 +57,8 @@ class Settings:
     db_timeout: float = 10.0
     send_timeout: float = 15.0
     stream_max: int = 5000
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    open_files: int = 0  # the soft RLIMIT_NOFILE after start raised it (0: not read)
     reconcile_interval: float = 2.0  # a pass reads only what changed: cheap enough to run often
     batch_window: float = 0.002  # group commit: how long increments wait for others to share a transaction
     batch_max: int = 128  # ... and how many share one at most
@@ -92,7 +100,7 @@ class Settings:
             ping_interval=_seconds(environ, "PING_INTERVAL", cls.ping_interval),
             db_timeout=_seconds(environ, "DB_TIMEOUT", cls.db_timeout),
             send_timeout=_seconds(environ, "SEND_TIMEOUT", cls.send_timeout),
-            stream_max=_integer(environ, "STREAM_MAX", cls.stream_max, 1, 1_000_000),
+            **_streams(environ, raise_open_files_limit()),
             reconcile_interval=_seconds(environ, "RECONCILE_INTERVAL", cls.reconcile_interval),
             batch_window=_seconds(environ, "BATCH_WINDOW", cls.batch_window),
             batch_max=_integer(environ, "BATCH_MAX", cls.batch_max, 1, 1000),
@@ -180,6 +188,40 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < seconds <= 3600:
         raise ConfigError(f"{name}: {value!r} is not a number of seconds in (0, 3600]")
     return seconds
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (each stream holds a socket); the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # keep the soft limit we have; STREAM_MAX is sized from it
+    return soft
+
+
+class _StreamSettings(TypedDict):
+    stream_max: int
+    trusted_proxies: tuple[IPNetwork, ...]
+    open_files: int
+
+
+def _streams(environ: Mapping[str, str], open_files: int) -> _StreamSettings:
+    """STREAM_MAX defaults to what the open-files limit allows; more than that is refused."""
+    allowed = max(open_files - RESERVED_FILES, 1)
+    stream_max = _integer(environ, "STREAM_MAX", allowed, 1, allowed)
+    return {"stream_max": stream_max, "open_files": open_files,
+            "trusted_proxies": _networks(environ.get("TRUSTED_PROXIES", ""))}
+
+
+def _networks(text: str) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in text.split(",") if item.strip())
+    except ValueError as exc:
+        raise ConfigError(f"TRUSTED_PROXIES: {exc} (a comma list of addresses or CIDR networks)") from None
 
 
 class _SecuritySettings(TypedDict):

@@ -1,67 +1,44 @@
 """The debouncer: bus messages become at most one top-10 push per interval, newest state wins.
 
 The hub learns of changes only from the bus, so one process and many behave the same. It
-keeps the current top 10 in memory (GET /top serves it without a round trip) and encodes
-each push once; every open stream holds only the newest frame in a one-value slot.
+keeps the current top 10 in memory (GET /top and every new stream serve it without a round
+trip), encodes each push once and hands it to the stream registry, which writes it to every
+stream in one pass.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
+from app.domain import Entry
 from app.errors import ServiceUnavailable
 from app.live import CHANGED, Bus, LiveUnavailable
-from app.service import Scoreboard
 from app.snapshot import Snapshot
+from app.streams import Frame, StreamRegistry
 
 log = logging.getLogger(__name__)
 TOP_SIZE = 10
+READ_MARGIN = 0.01  # seconds: a busy loop answers a read this much later than an idle one
 BACKSTOP = 5.0  # seconds between the backstop's nudges
 STUCK_AFTER = 30.0  # seconds without a refresh after which /readyz calls the hub stuck
 
-
-def sse_frame(event: str, snapshot: Snapshot, **extra: object) -> bytes:
-    data = json.dumps({**snapshot.body(), **extra}, separators=(",", ":"))
-    return f"event: {event}\nid: {snapshot.version}\ndata: {data}\n\n".encode()
-
-
-class Slot:
-    """The newest frame for one stream: a slow reader skips states, it never queues them."""
-
-    def __init__(self) -> None:
-        self._frame = b""
-        self._ready = asyncio.Event()
-
-    def put(self, frame: bytes) -> bool:
-        """Hold `frame`; True if it replaced one the reader had not taken yet (coalesced)."""
-        replaced = self._ready.is_set()
-        self._frame = frame
-        self._ready.set()
-        return replaced
-
-    async def take(self) -> bytes:
-        await self._ready.wait()
-        self._ready.clear()
-        return self._frame
+Top = Callable[[int], Awaitable[list[Entry]]]
 
 
 class Hub:
-    def __init__(self, scoreboard: Scoreboard, bus: Bus, interval: float, max_streams: int) -> None:
-        self._scoreboard = scoreboard
+    def __init__(self, top: Top, bus: Bus, streams: StreamRegistry, interval: float) -> None:
+        self._top = top
         self._bus = bus
         self._interval = interval
-        self._max_streams = max_streams
-        self._slots: set[Slot] = set()
+        self.streams = streams
         self.snapshot = Snapshot.of([])
-        self.snapshot_frame = sse_frame("snapshot", self.snapshot)
+        self.snapshot_frame = self.snapshot.sse("snapshot")
+        self._read_seconds = 0.0  # how long the last read took: the next one starts that much early
         # Counters for the metrics, read at scrape time.
         self.pushes = 0
-        self.coalesced = 0  # frames a slow stream skipped because a newer one replaced them
         self.build_seconds = 0.0  # spent encoding pushes
         # Heartbeat for /readyz: when the top 10 was last read (changed or not). A backstop task
         # publishes a change every few seconds, so a hub that stops reading is seen as stuck.
@@ -69,51 +46,64 @@ class Hub:
 
     @property
     def open_streams(self) -> int:
-        return len(self._slots)
+        return len(self.streams)
+
+    @property
+    def coalesced(self) -> int:
+        """Frames a slow stream skipped because a newer one replaced them."""
+        return self.streams.skipped
 
     async def refresh(self) -> bool:
         """Read the top 10 again; push an update to every stream if it changed."""
-        snapshot = Snapshot.of(await self._scoreboard.top(TOP_SIZE))
-        self.refreshed_at = time.monotonic()
+        return self.publish(await self._read())
+
+    def publish(self, snapshot: Snapshot) -> bool:
         if snapshot.version == self.snapshot.version:
             return False
         started = time.perf_counter()
-        self.snapshot = snapshot
-        self.snapshot_frame = sse_frame("snapshot", snapshot)
-        update = sse_frame("update", snapshot, ts=int(time.time() * 1000))
+        update = Frame.of(snapshot.sse("update", ts=int(time.time() * 1000)))
+        self.snapshot, self.snapshot_frame = snapshot, snapshot.sse("snapshot")
         self.build_seconds += time.perf_counter() - started
-        self.coalesced += sum(slot.put(update) for slot in self._slots)
+        self.streams.push(update)  # in the same step as the new snapshot: a joining stream sees both or neither
         self.pushes += 1
         return True
 
     async def run(self) -> None:
-        """Forever: wait for a change, respect the interval since the last push, read, push."""
+        """Forever: wait for a change, read, push, never two pushes closer than the interval.
+
+        The read starts early by the last read's duration, so that under continuous change
+        the pushes come every interval (from the start of one push to the start of the
+        next), not every interval plus a read.
+        """
         async with self._bus.subscribe() as messages:
-            last_push = float("-inf")
             async for _ in messages:
-                # The first change after a quiet period goes out at once; later ones wait for
-                # the interval, and the one-message bus queue folds them into one trailing read.
-                # Counted from the end of the last read: a read that takes longer than the one
-                # before must not bring two pushes closer together than the interval.
-                await asyncio.sleep(max(0.0, last_push + self._interval - time.monotonic()))
+                await self._until(self.streams.last_push + self._interval - self._read_ahead())
                 try:
-                    await self.refresh()
+                    snapshot = await self._read()
                 except ServiceUnavailable as exc:
                     log.warning("top 10 not refreshed, database unavailable: %s", exc)
-                last_push = time.monotonic()
+                    continue
+                await self._until(self.streams.last_push + self._interval)
+                self.publish(snapshot)
 
-    @asynccontextmanager
-    async def stream_slot(self) -> AsyncIterator[Slot]:
-        """A slot that receives every push until exit; ServiceUnavailable when full."""
-        if len(self._slots) >= self._max_streams:
-            raise ServiceUnavailable("too many open streams; poll GET /top instead",
-                                     {"maxStreams": self._max_streams})
-        slot = Slot()
-        self._slots.add(slot)
-        try:
-            yield slot
-        finally:
-            self._slots.discard(slot)
+    def _read_ahead(self) -> float:
+        """How early to start reading: a read that ends after its push is due delays the push,
+        and under continuous change every delay is a push less per second, so leave a margin."""
+        return min(self._interval / 2, 2 * self._read_seconds + READ_MARGIN)
+
+    async def _read(self) -> Snapshot:
+        started = time.monotonic()
+        snapshot = Snapshot.of(await self._top(TOP_SIZE))
+        self._read_seconds = time.monotonic() - started
+        self.refreshed_at = time.monotonic()
+        return snapshot
+
+    @staticmethod
+    async def _until(moment: float) -> None:
+        # asyncio may run a timer up to its clock resolution early: a push before the moment
+        # would find every stream still held back, so wake a microsecond late instead.
+        delay = moment - time.monotonic()
+        await asyncio.sleep(delay + 1e-6 if delay > 0 else 0)
 
 
 async def backstop(bus: Bus, every: float = BACKSTOP) -> None:

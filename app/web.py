@@ -4,15 +4,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from weakref import WeakSet
 
 from aiohttp import web
 
 from app.auth.tokens import Verifier
 from app.config import Settings
 from app.errors import ServiceUnavailable
-from app.http.cors import cors_headers, cors_preflight
-from app.http.hardening import HEADER_LIMITS, StreamSlots, security_headers
+from app.http.cors import cors_preflight
+from app.http.hardening import HEADER_LIMITS, response_headers
 from app.http.keys import (
     HUB,
     LIMITER,
@@ -25,8 +24,6 @@ from app.http.keys import (
     SCOREBOARD,
     SETTINGS,
     STORE,
-    STREAM_SLOTS,
-    STREAMS,
     SUPERVISOR,
     VERIFIER,
 )
@@ -36,13 +33,14 @@ from app.http.routes import setup_routes
 from app.hub import Hub, backstop
 from app.live import open_live
 from app.moderation import Moderation
-from app.ops.logs import access_log, echo_request_id
-from app.ops.metrics import Metrics, metrics_middleware
+from app.ops.logs import access_middleware
+from app.ops.metrics import Metrics
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
 from app.service import Scoreboard
 from app.store import open_store
 from app.store.migrations import migrate
+from app.streams import StreamRegistry
 from app.tasks import Supervisor
 
 MAX_BODY_BYTES = 4096
@@ -50,16 +48,16 @@ MAX_BODY_BYTES = 4096
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics(settings.prometheus_multiproc_dir)
-    middlewares = [access_log, metrics_middleware(metrics), error_middleware, cors_preflight]
+    middlewares = [access_middleware(metrics), error_middleware]
+    if settings.cors_origins:  # without a listed origin no preflight is answered: no layer per request
+        middlewares.append(cors_preflight)
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[OPENAPI] = openapi_document(settings)
     app[VERIFIER] = Verifier(settings)
-    app[STREAM_SLOTS] = StreamSlots(settings.stream_max_per_client)
-    app.on_response_prepare.extend([security_headers, cors_headers, echo_request_id])
+    app.on_response_prepare.append(response_headers)
     # Entered in order, exited in reverse, each only if its start succeeded.
-    app[STREAMS] = WeakSet()
     app.cleanup_ctx.extend([_keys, _store, _live, _background])
     app.on_shutdown.append(_stop_streams)
     app.on_cleanup.append(_close_metrics)
@@ -93,7 +91,9 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         scoreboard = Scoreboard(app[STORE], live.board, live.bus, limiter, settings.actions, app[MODERATION],
                                 live.freshness, settings.batch_window, settings.batch_max)
         app[SCOREBOARD] = scoreboard
-        app[HUB] = Hub(scoreboard, live.bus, settings.push_interval, settings.stream_max)
+        streams = StreamRegistry(settings.stream_max, settings.stream_max_per_client, settings.push_interval,
+                                 settings.ping_interval, settings.send_timeout)
+        app[HUB] = Hub(scoreboard.top, live.bus, streams, settings.push_interval)
         app[RECONCILER] = Reconciler(app[STORE], live, settings.reconcile_interval)
         app[REDIS_STATUS] = live.status
         app[LIVE] = live
@@ -114,6 +114,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     supervisor.start("reconciler", app[RECONCILER].run)
     supervisor.start("hub", hub.run)
     supervisor.start("hub-backstop", lambda: backstop(live.bus))
+    supervisor.start("keep-alive", hub.streams.keep_alive)
     if live.watch is not None:
         supervisor.start("redis-health", live.watch)
     if app[SETTINGS].prometheus_multiproc_dir is not None:
@@ -124,10 +125,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _stop_streams(app: web.Application) -> None:
-    """On shutdown, end every open stream so handlers return instead of outliving the timeout."""
-    streams = app[STREAMS]
-    for response in tuple(streams):  # a copy: stopped streams leave the set as they end
-        response.stop_streaming()
+    """On shutdown, end every open stream and wait for their handlers, instead of outliving the timeout."""
+    await app[HUB].streams.close()
 
 
 async def _close_metrics(app: web.Application) -> None:

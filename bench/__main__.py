@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,8 +16,13 @@ from bench.report import table, write_json
 from bench.run import BackendResult, Options, run_backend
 
 Setup = Callable[[], AbstractContextManager[Settings]]
-# `python -m bench <name> ...`: a benchmark of its own, in bench/<module>.py with a main(argv).
-SUBCOMMANDS = {"increments": "bench.increments", "screen": "bench.screen"}
+
+# Benchmarks of their own (`python -m bench NAME --help`), each bench/<module>.py with a main(argv);
+# no name runs the suite below.
+SUBCOMMANDS = {
+    "hotread": "bench.hotread", "fanout": "bench.fanout", "screen": "bench.screen",
+    "increments": "bench.increments", "screen-load": "bench.screen_load", "scale": "bench.scale",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,11 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="bench: app log: %(name)s: %(message)s")
     options = Options(clients=args.clients, seconds=args.seconds, warmup=args.warmup, rounds=args.rounds)
-    where = backends.Services(
-        postgres_url=os.environ.get("BENCH_DATABASE_URL")
-        or os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-        redis_url=os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
+    where = backends.Services.from_env()
     setups: dict[str, Setup] = {"sqlite+memory": backends.embedded}
     if not args.embedded_only:
         setups["postgres+redis"] = lambda: backends.services(where)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import tempfile
 import uuid
@@ -24,6 +25,15 @@ class Unavailable(Exception):
 class Services:
     postgres_url: str
     redis_url: str
+
+    @classmethod
+    def from_env(cls) -> Services:
+        """BENCH_DATABASE_URL / BENCH_REDIS_URL, else the tests' TEST_* ones, else 127.0.0.1."""
+        return cls(
+            postgres_url=os.environ.get("BENCH_DATABASE_URL")
+            or os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+            redis_url=os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        )
 
 
 @contextlib.contextmanager

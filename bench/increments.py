@@ -122,8 +122,7 @@ def _database(store: str) -> Iterator[tuple[Settings, str | None]]:
             _seed_sqlite(settings.database_url.removeprefix("sqlite:///"))
             yield settings, None
         return
-    where = backends.Services(os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-                              os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    where = backends.Services.from_env()
     with backends.services(where) as settings:
         migrate(settings.database_url)
         schema = settings.database_url.rsplit("schema=", 1)[1]

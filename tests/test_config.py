@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from jwt.algorithms import RSAAlgorithm
 
-from app.config import ConfigError, Settings
+from app.config import RESERVED_FILES, ConfigError, Settings
 
 
 def test_defaults_are_the_embedded_service() -> None:
@@ -136,3 +136,21 @@ def test_jwks_file_and_url_are_exclusive(tmp_path: Path) -> None:
     assert Settings.from_env({"JWT_JWKS_FILE": str(path)}).jwt_jwks_file == str(path)
     with pytest.raises(ConfigError, match="^JWT_JWKS_URL: "):
         Settings.from_env({"JWT_JWKS_FILE": str(path), "JWT_JWKS_URL": "https://idp.example/jwks.json"})
+
+
+def test_stream_max_follows_the_open_files_limit_raised_to_the_hard_limit() -> None:
+    import resource
+
+    settings = Settings.from_env({})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == settings.open_files == (hard if hard != resource.RLIM_INFINITY else soft)
+    assert settings.stream_max == settings.open_files - RESERVED_FILES
+    with pytest.raises(ConfigError, match="STREAM_MAX"):
+        Settings.from_env({"STREAM_MAX": str(settings.open_files)})  # more sockets than the process may open
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    proxies = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,::1"}).trusted_proxies
+    assert [str(network) for network in proxies] == ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        Settings.from_env({"TRUSTED_PROXIES": "10.0.0.0/8, proxy.example"})

@@ -14,8 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.config import Settings
-from app.errors import RateLimited
-from app.http.hardening import SECURITY_HEADERS, StreamSlots
+from app.http.hardening import SECURITY_HEADERS
 from tests.conftest import SECRET, auth, token
 
 Client = TestClient[Any, Any]
@@ -118,26 +117,6 @@ async def test_a_long_token_still_fits(client: Client) -> None:
     response = await client.post("/scores/increment", json={"userId": "u1", "actionId": "a1"},
                                  headers={"Authorization": f"Bearer {padded}"})
     assert response.status == 200
-
-
-def test_stream_slots_cap_each_address() -> None:
-    slots = StreamSlots(per_client=2)
-    with slots.acquire("10.0.0.1"), slots.acquire("10.0.0.1"):
-        with pytest.raises(RateLimited) as refused, slots.acquire("10.0.0.1"):
-            pass
-        assert refused.value.status == 429 and refused.value.retry_after > 0
-        with slots.acquire("10.0.0.2"):  # another address has its own slots
-            assert slots.open_streams("10.0.0.2") == 1
-        assert slots.open_streams("10.0.0.1") == 2
-    assert slots.open_streams("10.0.0.1") == 0
-
-
-def test_stream_slots_are_released_when_the_stream_fails() -> None:
-    slots = StreamSlots(per_client=1)
-    with pytest.raises(ConnectionResetError), slots.acquire(None):
-        raise ConnectionResetError
-    with slots.acquire(None):
-        assert slots.open_streams(None) == 1
 
 
 def _bad_tokens(good: str) -> list[str]:

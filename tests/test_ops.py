@@ -95,6 +95,7 @@ async def test_readyz_reports_redis_and_healthz_the_pid(client: Any, settings: S
     ready = await (await client.get("/readyz")).json()
     assert ready["status"] == "ready"
     assert ready["redis"] == ("ok" if settings.redis_url else "not configured")
+    assert ready["streams"] == {"open": 0, "max": settings.stream_max, "openFilesLimit": settings.open_files}
     assert isinstance((await (await client.get("/healthz")).json())["pid"], int)
 
 
@@ -139,3 +140,18 @@ def test_sigterm_ends_streams_and_exits_within_the_timeout(tmp_path: Path) -> No
     print(f"SIGTERM to exit: {seconds:.2f} s")
     assert server.process.returncode == 0
     assert seconds < 5
+
+
+def test_a_real_process_writes_one_json_access_line_per_request_from_its_log_thread(tmp_path: Path) -> None:
+    from tests.servers import environment, running, serve_command
+
+    log = tmp_path / "app.log"
+    env = environment(DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite", LOG_FORMAT="json")
+    with running(serve_command(), env, log) as server:
+        request = urllib.request.Request(server.url + "/top?limit=3", headers={"X-Request-ID": "from-the-test"})
+        urllib.request.urlopen(request, timeout=5).close()
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "app.access" and line["requestId"] == "from-the-test"]
+    assert len(access) == 1  # written by the time the process exits
+    assert access[0]["request"]["route"] == "/top" and access[0]["request"]["status"] == 200
+    assert access[0]["message"] == "GET /top 200"

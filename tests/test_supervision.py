@@ -25,13 +25,13 @@ async def _increment(client: TestClient[Any, Any]) -> None:
 async def test_a_failing_hub_is_restarted_counted_and_reported(make_client: MakeClient, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     client = await make_client(Settings(jwt_secret=SECRET, database_url=f"sqlite:///{tmp_path}/s.db",
-                                        push_interval=0.05))
+                                        push_interval=0.05, rate_limit_user="100000/minute"))
     hub = client.server.app[HUB]
 
-    async def bug() -> bool:
+    def bug(snapshot: object) -> bool:
         raise RuntimeError("a bug in the hub")
 
-    monkeypatch.setattr(hub, "refresh", bug)
+    monkeypatch.setattr(hub, "publish", bug)  # every push the hub makes after a change
 
     async def reported() -> None:
         await _increment(client)  # a change the hub fails to read

@@ -34,9 +34,9 @@ async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamRe
     })
 
 
-async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: reflect a listed origin; say the answer varies by Origin."""
-    if not request.app[SETTINGS].cors_origins:
+def cors_headers(request: web.Request, response: web.StreamResponse, origins: tuple[str, ...]) -> None:
+    """Part of the response-prepare step: reflect a listed origin; say the answer varies by Origin."""
+    if not origins:
         return
     response.headers.add("Vary", "Origin")
     origin = _listed_origin(request)

@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, validate
 
 from app.auth.tokens import Caller
 from app.domain import AuditEvent, IncrementResult, Standing
 from app.errors import UnsupportedMediaType, ValidationFailed
 from app.http import schemas
-from app.http.keys import AUDIT, CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
+from app.http.keys import ACCESS_FIELDS, CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
 from app.hub import TOP_SIZE
 from app.service import audit_fields
 from app.snapshot import Snapshot, entry_body
 
+USER_ID_PATTERN = re.compile(str(schemas.USER_ID.regex.pattern))  # the schema's own rule
 # Built once: marshmallow copies every declared field when a schema is constructed.
 _USER_PATH = schemas.UserPath()
 _TOP_QUERY = schemas.TopQuery()
@@ -91,25 +93,55 @@ async def increment(request: web.Request) -> web.Response:
     result, quota = await request.app[SCOREBOARD].increment(
         caller.sub, body["userId"], body["actionId"], body["action"])
     if result.applied:  # the access line carries it: one log line per increment
-        request[AUDIT] = audit_fields(result, caller.sub)
+        audit: dict[str, object] = {"audit": audit_fields(result, caller.sub)}
+        request[ACCESS_FIELDS] = audit
     request.app[METRICS].count_increment(result.applied)
     return web.json_response(_increment_body(result), headers=quota.headers() if quota else None)
 
 
+class _IntegerParameter:
+    """A query's integer parameter, read on the hot path without a schema load: the default or
+    plain digits in range are taken here; anything else (and its error) goes through the schema,
+    which stays the one definition of the rules."""
+
+    def __init__(self, schema: Schema, name: str) -> None:
+        field = schema.fields[name]
+        bounds = next(v for v in field.validators if isinstance(v, validate.Range))
+        self.schema, self.name, self.default = schema, name, int(field.load_default)
+        self.low, self.high = int(bounds.min), int(bounds.max)
+
+    def read(self, request: web.Request) -> int:
+        raw = request.query.get(self.name)
+        if raw is None:
+            return self.default
+        if raw.isascii() and raw.isdigit() and len(raw) < 4 and self.low <= int(raw) <= self.high:
+            return int(raw)
+        value: int = _load(self.schema, request.query)[self.name]
+        return value
+
+
+_LIMIT = _IntegerParameter(_TOP_QUERY, "limit")
+_AROUND = _IntegerParameter(_SCORE_QUERY, "around")
+
+
 async def top(request: web.Request) -> web.Response:
-    limit = _load(_TOP_QUERY, request.query)["limit"]
+    limit = _LIMIT.read(request)
+    # The hub's top 10 is kept current by the bus: no database or Redis round trip for it,
+    # and its body is encoded once per version.
     hub = request.app[HUB]
-    # The hub's top 10 is kept current by the bus: no database or Redis round trip for it.
     snapshot = hub.snapshot if limit == TOP_SIZE else Snapshot.of(await request.app[SCOREBOARD].top(limit))
     headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
-    if _etag_matches(request, snapshot.version):
+    if "If-None-Match" in request.headers and _etag_matches(request, snapshot.version):
         return web.Response(status=304, headers=headers)
-    return web.json_response(snapshot.body(), headers=headers)
+    headers["Content-Type"] = "application/json"
+    return web.Response(body=snapshot.encoded, headers=headers)
 
 
 async def score(request: web.Request) -> web.Response:
-    user_id = _user_id(request)
-    around = _load(_SCORE_QUERY, request.query)["around"]
+    user_id = request.match_info["userId"]
+    if not USER_ID_PATTERN.match(user_id):
+        user_id = _user_id(request)  # the schema's error, naming the field
+    around = _AROUND.read(request)
     standing = await request.app[SCOREBOARD].standing(user_id, around)
     return web.json_response(_standing_body(standing, around if "around" in request.query else None))
 

@@ -1,13 +1,14 @@
-"""Hardening: HTTP header size limits, security response headers and a per-address cap on streams."""
+"""Hardening: HTTP header size limits, security response headers and the client address behind proxies."""
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+import ipaddress
 
 from aiohttp import web
 
-from app.errors import RateLimited
+from app.config import IPNetwork
+from app.http.cors import cors_headers
+from app.http.keys import SETTINGS
+from app.ops.logs import echo_request_id
 
 # Passed to aiohttp's parser as Application(handler_args=...), so tests run with them too.
 # The longest legitimate line is a request line with a 64-character userId or a bearer
@@ -20,40 +21,40 @@ SECURITY_HEADERS = {
     # Every response, not only the page: an error body a browser renders gets it too.
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
-STREAM_RETRY_SECONDS = 5
+_SECURITY_ITEMS = tuple(SECURITY_HEADERS.items())
 UNKNOWN_ADDRESS = "unknown"
 
 
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: runs for every response, streams and files included."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+async def response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare, for every response (streams, files and errors included): security
+    headers, CORS and the request id, in one step since it runs on every request."""
+    headers = response.headers
+    for name, value in _SECURITY_ITEMS:
+        headers.setdefault(name, value)
+    cors_headers(request, response, request.app[SETTINGS].cors_origins)
+    echo_request_id(request, response)
 
 
-class StreamSlots:
-    """At most `per_client` concurrent streams per client address, so one client cannot hold them all.
+def client_address(request: web.Request, trusted_proxies: tuple[IPNetwork, ...]) -> str:
+    """The viewer's address for the per-client stream cap.
 
-    The address is the peer's (`request.remote`): behind a proxy every client shares the
-    proxy's address, so raise STREAM_MAX_PER_CLIENT there.
+    The peer's address, unless the peer is a configured trusted proxy: then the nearest
+    address in X-Forwarded-For that is not a trusted proxy (the ones before it could be
+    forged by the client). Behind a load balancer every viewer shares the balancer's address.
     """
+    peer = request.remote or UNKNOWN_ADDRESS
+    if not trusted_proxies or not _trusted(peer, trusted_proxies):
+        return peer
+    hops = [hop.strip() for hop in ",".join(request.headers.getall("X-Forwarded-For", ())).split(",")]
+    for hop in reversed(hops):
+        if hop and not _trusted(hop, trusted_proxies):
+            return hop
+    return peer
 
-    def __init__(self, per_client: int) -> None:
-        self._per_client = per_client
-        self._open: Counter[str] = Counter()
 
-    @contextmanager
-    def acquire(self, address: str | None) -> Iterator[None]:
-        """Hold one of the address's slots for the block; RateLimited (429) when all are taken."""
-        key = address or UNKNOWN_ADDRESS
-        if self._open[key] >= self._per_client:
-            raise RateLimited(f"at most {self._per_client} open streams per client address", STREAM_RETRY_SECONDS)
-        self._open[key] += 1
-        try:
-            yield
-        finally:
-            self._open[key] -= 1
-            if not self._open[key]:
-                del self._open[key]  # bounded: only addresses with an open stream are kept
-
-    def open_streams(self, address: str | None) -> int:
-        return self._open[address or UNKNOWN_ADDRESS]
+def _trusted(address: str, trusted_proxies: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted_proxies)

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from weakref import WeakSet
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from app.auth.tokens import Verifier
 from app.config import Settings
-from app.http.hardening import StreamSlots
 from app.hub import Hub
 from app.live import Live
 from app.moderation import Moderation
@@ -25,12 +22,9 @@ STORE = web.AppKey("scoreboard.store", Database)
 SCOREBOARD = web.AppKey("scoreboard.scoreboard", Scoreboard)
 VERIFIER = web.AppKey("scoreboard.verifier", Verifier)
 MODERATION = web.AppKey("scoreboard.moderation", Moderation)
-STREAM_SLOTS = web.AppKey("scoreboard.stream_slots", StreamSlots)
 LIMITER = web.AppKey("scoreboard.limiter", RateLimiter)  # its `fallbacks` count is for the metrics
 HUB = web.AppKey("scoreboard.hub", Hub)
 RECONCILER = web.AppKey("scoreboard.reconciler", Reconciler)
-# Open streams, so shutdown can stop them instead of waiting for their clients.
-STREAMS = web.AppKey("scoreboard.streams", WeakSet[EventSourceResponse])
 METRICS = web.AppKey("scoreboard.metrics", Metrics)
 OPENAPI = web.AppKey("scoreboard.openapi", bytes)  # the document, encoded once at startup
 # Redis status for /readyz: "ok", "unavailable" or "not configured".
@@ -39,4 +33,5 @@ CALLER_SUB = web.RequestKey("scoreboard.caller_sub", str)  # for the access log,
 REDIS_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("scoreboard.redis_status")  # cached, no round trip
 LIVE = web.AppKey("scoreboard.live", Live)
 SUPERVISOR = web.AppKey("scoreboard.supervisor", Supervisor)  # the background tasks, for /readyz and /metrics
-AUDIT = web.RequestKey("scoreboard.audit", dict[str, object])  # an applied increment's audit fields, logged once
+# Extra top-level fields for this request's access-log line, such as an applied increment's "audit".
+ACCESS_FIELDS: web.RequestKey[dict[str, object]] = web.RequestKey("scoreboard.access_fields")

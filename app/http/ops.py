@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.errors import ServiceUnavailable
-from app.http.keys import HUB, LIMITER, METRICS, OPENAPI, RECONCILER, REDIS_STATUS, STORE, SUPERVISOR
+from app.http.keys import HUB, LIMITER, METRICS, OPENAPI, RECONCILER, REDIS_STATUS, SETTINGS, STORE, SUPERVISOR
 from app.hub import STUCK_AFTER
 
 
@@ -29,7 +29,13 @@ async def readyz(request: web.Request) -> web.Response:
         failed["hub"] = hub
     if failed:
         return web.json_response({"status": "unavailable", "failed": failed, "redis": redis}, status=503)
-    return web.json_response({"status": "ready", "redis": redis})
+    return web.json_response({"status": "ready", "redis": redis, "streams": _streams(app)})
+
+
+def _streams(app: web.Application) -> dict[str, int]:
+    """How many streams this process holds and may hold (STREAM_MAX, sized from the open-files limit)."""
+    settings = app[SETTINGS]
+    return {"open": app[HUB].open_streams, "max": settings.stream_max, "openFilesLimit": settings.open_files}
 
 
 def _hub_problem(app: web.Application) -> str | None:

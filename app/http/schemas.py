@@ -173,3 +173,5 @@ class ReadyResponse(Schema):
     failed = fields.Dict(keys=fields.String(), values=fields.String(),
                          metadata={"description": "failing required dependency: its error"})
     redis = fields.String(metadata={"description": "ok, unavailable, or not configured (degraded, still ready)"})
+    streams = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "open streams of this process, STREAM_MAX, and the open-files limit it was sized from"})

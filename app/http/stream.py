@@ -1,70 +1,56 @@
-"""GET /stream: the top 10 as Server-Sent Events (snapshot, then updates), via aiohttp-sse."""
+"""GET /stream: the top 10 as Server-Sent Events (snapshot, then updates), via aiohttp-sse.
+
+The handler sends the headers, the `retry` hint and the snapshot, then hands the socket to
+the stream registry, which writes every later frame itself, and parks until the stream ends.
+"""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse, sse_response
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp_sse import EventSourceResponse
 
-from app.http.keys import HUB, SETTINGS, STREAM_SLOTS, STREAMS
-from app.hub import Slot
+from app.http.hardening import client_address
+from app.http.keys import HUB, SETTINGS
 
-RETRY_MS = 2000
+RETRY = b"retry: 2000\n\n"
 
 
-@dataclass
-class _Client:
-    request: web.Request
-    response: EventSourceResponse
-    send_timeout: float
+class _Response(EventSourceResponse):
+    """aiohttp-sse's response without its ping task per stream: the registry pings every stream
+    from one timer, so where aiohttp-sse starts a task this holds a plain future, which
+    stop_streaming() cancels and wait() awaits as before (a task per stream is ~1 KB of RSS)."""
 
-    async def write(self, frame: bytes) -> None:
-        """Write pre-encoded bytes (the same for every stream); cut a stalled client after the timeout."""
-        try:
-            async with asyncio.timeout(self.send_timeout):
-                await self.response.write(frame)
-        except TimeoutError:
-            self.response.stop_streaming()
-            if self.request.transport is not None:
-                self.request.transport.abort()  # a graceful close would wait on the stalled peer
-            raise
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return await super().prepare(request)
+        if request.method != "GET":
+            raise web.HTTPMethodNotAllowed(request.method, ("GET",))
+        self._set_tcp_user_timeout(request)
+        writer = await web.StreamResponse.prepare(self, request)
+        self._ping_task = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
+        self.enable_chunked_encoding()
+        return writer
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
     hub, settings = request.app[HUB], request.app[SETTINGS]
     last_seen = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
     # Both caps refuse with a JSON error, before the stream's headers are sent.
-    with request.app[STREAM_SLOTS].acquire(request.remote):
-        async with hub.stream_slot() as slot, sse_response(
-            request, ping_interval=settings.ping_interval, send_timeout=settings.send_timeout
-        ) as response:
-            request.app[STREAMS].add(response)
-            client = _Client(request, response, settings.send_timeout)
-            with contextlib.suppress(ConnectionError, TimeoutError):  # a gone or stalled client
-                await client.write(f"retry: {RETRY_MS}\n\n".encode())
-                if last_seen != hub.snapshot.version:
-                    await client.write(hub.snapshot_frame)
-                await _forward(slot, client)
+    with hub.streams.admit(client_address(request, settings.trusted_proxies)) as place:
+        response = _Response(send_timeout=settings.send_timeout, ping_interval=settings.ping_interval)
+        writer = await response.prepare(request)
+        async with response:
+            snapshot = hub.snapshot
+            first = RETRY if last_seen == snapshot.version else RETRY + hub.snapshot_frame
+            try:
+                await response.write(first)  # with the headers, through aiohttp's own writer
+            except ConnectionError:
+                return response
+            if request.transport is None:
+                return response
+            place.attach(request.transport, getattr(writer, "chunked", False), response.stop_streaming)
+            hub.streams.join(place, snapshot.version, hub.snapshot.version)
+            await response.wait()
     return response
-
-
-async def _forward(slot: Slot, client: _Client) -> None:
-    """Write each newest frame until the client leaves or the server stops the stream.
-
-    aiohttp does not cancel a handler whose client left, so every wait races the response's end.
-    """
-    closed = asyncio.ensure_future(client.response.wait())
-    try:
-        while True:
-            frame = asyncio.ensure_future(slot.take())
-            await asyncio.wait((frame, closed), return_when=asyncio.FIRST_COMPLETED)
-            if closed.done():
-                frame.cancel()
-                return
-            await client.write(frame.result())
-    finally:
-        closed.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await closed

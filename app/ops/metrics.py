@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from app.errors import AppError
@@ -40,6 +38,7 @@ class Metrics:
         self.dependency_errors = Counter("scoreboard_dependency_errors", "Dependency failures by dependency",
                                          ["dependency"], registry=registry)
         self._redis_errors_seen = 0
+        self._latency_by_route: dict[tuple[str, str], Histogram] = {}  # labels() looked up once per route
         self.open_streams = Gauge("scoreboard_open_streams", "Open event streams", registry=registry,
                                   multiprocess_mode="livesum")
         self.hub = Gauge("scoreboard_hub", "Hub counters since start: pushes, coalesced, build_seconds",
@@ -53,7 +52,10 @@ class Metrics:
         self.increments.labels("applied" if applied else "duplicate", "").inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.latency.labels(method, route).observe(seconds)
+        latency = self._latency_by_route.get((method, route))
+        if latency is None:  # bounded: routes are the URL table's, never raw URLs
+            latency = self._latency_by_route[method, route] = self.latency.labels(method, route)
+        latency.observe(seconds)
         if status == 429:
             self.rate_limited.labels(route).inc()
         if (method, route) == INCREMENT_ROUTE and status >= 400:
@@ -101,14 +103,3 @@ def route_of(request: web.Request) -> str:
     """The route's canonical path (/scores/{userId}), never the raw URL."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else UNMATCHED
-
-
-def metrics_middleware(metrics: Metrics) -> Middleware:
-    @web.middleware
-    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        response = await handler(request)  # inside the error middleware's answer: never raises
-        metrics.observe(request.method, route_of(request), response.status, time.perf_counter() - started)
-        return response
-
-    return timed
