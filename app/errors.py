@@ -55,8 +55,10 @@ class UnsupportedMediaType(AppError):
 class RateLimited(AppError):
     status, code = 429, "RATE_LIMITED"
 
-    def __init__(self, message: str, retry_after: int, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message, {"retryAfter": retry_after})
+    def __init__(self, message: str, retry_after: int, headers: dict[str, str] | None = None,
+                 scope: str | None = None) -> None:
+        # `scope` says which limit refused (user, caller, client): clients act on it, not on the wording.
+        super().__init__(message, {"retryAfter": retry_after} | ({"scope": scope} if scope else {}))
         self.retry_after = retry_after
         self.headers = headers or {}  # the refused limit's RateLimit-* fields
 

@@ -118,7 +118,8 @@ Admission = Quota | RateLimited
 
 
 def refusal(quota: Quota, scope: str) -> RateLimited:
-    return RateLimited(f"rate limit of {quota.limit} per {scope} reached", max(1, quota.reset), quota.headers())
+    return RateLimited(f"rate limit of {quota.limit} per {scope} reached", max(1, quota.reset), quota.headers(),
+                       scope)
 
 
 class RateLimiter:

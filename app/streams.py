@@ -93,7 +93,8 @@ class StreamRegistry:
             raise ServiceUnavailable("too many open streams; poll GET /top instead",
                                      {"maxStreams": self.max_streams})
         if self._per_client[client] >= self.per_client:
-            raise RateLimited(f"at most {self.per_client} open streams per client address", STREAM_RETRY_SECONDS)
+            raise RateLimited(f"at most {self.per_client} open streams per client address", STREAM_RETRY_SECONDS,
+                              scope="client")
         stream = Stream(client)
         self._admitted.add(stream)
         self._per_client[client] += 1

@@ -127,3 +127,14 @@ async def _until_ok(client: Client, user_id: str) -> int:
         await asyncio.sleep(0.1)
     return status
 
+
+
+async def test_a_refusal_names_the_limit_that_refused_it(make_client: Any, settings: Settings) -> None:
+    """Clients (the demo among them) back off per user or for every user by `details.scope`."""
+    client = await make_client(_limits(settings, user="1/minute", caller="2/minute"))
+    assert (await _post(client, "u1")).status == 200
+    by_user = await (await _post(client, "u1")).json()
+    assert by_user["error"]["details"]["scope"] == "user"
+    assert (await _post(client, "u2")).status == 200
+    by_caller = await (await _post(client, "u3")).json()
+    assert by_caller["error"]["details"]["scope"] == "caller"

@@ -1,37 +1,43 @@
-"""Every application key: typed, so handlers get what they ask for."""
+"""Every application and request key, typed, so handlers get what they ask for.
+
+The types are imported for the type checker only: a module that needs a key (the CORS or
+logging layer, say) does not load the hub, the service and the stores with it.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from app.auth.tokens import Verifier
-from app.config import Settings
-from app.hub import Hub
-from app.live import Live
-from app.moderation import Moderation
-from app.ops.metrics import Metrics
-from app.ratelimit import RateLimiter
-from app.reconcile import Reconciler
-from app.service import Scoreboard
-from app.store import Database
-from app.tasks import Supervisor
+if TYPE_CHECKING:
+    from app.auth.tokens import Verifier
+    from app.config import Settings
+    from app.hub import Hub
+    from app.live import Live
+    from app.moderation import Moderation
+    from app.ops.metrics import Metrics
+    from app.ratelimit import RateLimiter
+    from app.reconcile import Reconciler
+    from app.service import Scoreboard
+    from app.store import Database
+    from app.tasks import Supervisor
 
-SETTINGS = web.AppKey("scoreboard.settings", Settings)
-STORE = web.AppKey("scoreboard.store", Database)
-SCOREBOARD = web.AppKey("scoreboard.scoreboard", Scoreboard)
-VERIFIER = web.AppKey("scoreboard.verifier", Verifier)
-MODERATION = web.AppKey("scoreboard.moderation", Moderation)
-LIMITER = web.AppKey("scoreboard.limiter", RateLimiter)  # its `fallbacks` count is for the metrics
-HUB = web.AppKey("scoreboard.hub", Hub)
-RECONCILER = web.AppKey("scoreboard.reconciler", Reconciler)
-METRICS = web.AppKey("scoreboard.metrics", Metrics)
-OPENAPI = web.AppKey("scoreboard.openapi", bytes)  # the document, encoded once at startup
-# Redis status for /readyz: "ok", "unavailable" or "not configured".
-REQUEST_ID = web.RequestKey("scoreboard.request_id", str)  # echoed in X-Request-ID
-CALLER_SUB = web.RequestKey("scoreboard.caller_sub", str)  # for the access log, once authenticated
-REDIS_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("scoreboard.redis_status")  # cached, no round trip
-LIVE = web.AppKey("scoreboard.live", Live)
-SUPERVISOR = web.AppKey("scoreboard.supervisor", Supervisor)  # the background tasks, for /readyz and /metrics
+SETTINGS: web.AppKey[Settings] = web.AppKey("scoreboard.settings")
+STORE: web.AppKey[Database] = web.AppKey("scoreboard.store")
+SCOREBOARD: web.AppKey[Scoreboard] = web.AppKey("scoreboard.scoreboard")
+VERIFIER: web.AppKey[Verifier] = web.AppKey("scoreboard.verifier")
+MODERATION: web.AppKey[Moderation] = web.AppKey("scoreboard.moderation")
+LIMITER: web.AppKey[RateLimiter] = web.AppKey("scoreboard.limiter")  # its `fallbacks` count is for the metrics
+HUB: web.AppKey[Hub] = web.AppKey("scoreboard.hub")
+RECONCILER: web.AppKey[Reconciler] = web.AppKey("scoreboard.reconciler")
+METRICS: web.AppKey[Metrics] = web.AppKey("scoreboard.metrics")
+OPENAPI: web.AppKey[bytes] = web.AppKey("scoreboard.openapi")  # the document, encoded once at startup
+LIVE: web.AppKey[Live] = web.AppKey("scoreboard.live")
+SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("scoreboard.supervisor")  # background tasks, for /readyz, /metrics
+# Redis status for /readyz ("ok", "unavailable" or "not configured"): cached, no round trip.
+REDIS_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("scoreboard.redis_status")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("scoreboard.request_id")  # echoed in X-Request-ID
+CALLER_SUB: web.RequestKey[str] = web.RequestKey("scoreboard.caller_sub")  # for the access log, once authenticated
 # Extra top-level fields for this request's access-log line, such as an applied increment's "audit".
 ACCESS_FIELDS: web.RequestKey[dict[str, object]] = web.RequestKey("scoreboard.access_fields")

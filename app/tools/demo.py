@@ -233,8 +233,8 @@ class Demo:
     async def _back_off(self, player: Player, response: aiohttp.ClientResponse) -> None:
         """Honour Retry-After: for this player on a per-user limit, for everyone on the per-caller one."""
         until = asyncio.get_running_loop().time() + _retry_after(response)
-        message = (await response.json()).get("error", {}).get("message", "")
-        if "per caller" in message:
+        refused_by = (await response.json()).get("error", {}).get("details", {}).get("scope")
+        if refused_by == "caller":
             self._paused_until = max(self._paused_until, until)
         else:
             player.parked_until = max(player.parked_until, until)
