@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from app.errors import RateLimited
+from app.live import Live, LiveUnavailable
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -123,7 +125,9 @@ def refusal(quota: Quota, scope: str) -> RateLimited:
 
 
 class RateLimiter:
-    def __init__(self, redis: redis.asyncio.Redis | None, prefix: str, per_user: str, per_caller: str) -> None:
+    def __init__(self, redis: redis.asyncio.Redis | None, prefix: str, per_user: str, per_caller: str,
+                 guard: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
+        self._guard = guard  # the live backend's breaker: a Redis outage costs no timeout per request
         self._script: AsyncScript | None = None if redis is None else redis.register_script(_ACQUIRE)
         self._refund: AsyncScript | None = None if redis is None else redis.register_script(_REFUND)
         self._prefix = f"{prefix}rl:"
@@ -134,8 +138,9 @@ class RateLimiter:
         self.fallbacks = 0  # checks answered by process-local counters because Redis failed
 
     @classmethod
-    def open(cls, redis: redis.asyncio.Redis | None, prefix: str, per_user: str, per_caller: str) -> RateLimiter:
-        return cls(redis, prefix, per_user, per_caller)
+    def open(cls, live: Live, per_user: str, per_caller: str) -> RateLimiter:
+        """Shared through the live backend's Redis (behind its breaker), or process-local without one."""
+        return cls(live.redis, live.prefix, per_user, per_caller, live.guard)
 
     async def acquire(self, user_id: str, caller: str) -> Quota:
         """Count one write for the caller and the user, or raise RateLimited; returns the tighter quota."""
@@ -150,11 +155,10 @@ class RateLimiter:
         if not requests:
             return []
         if self._script is not None:
-            from redis.exceptions import RedisError
-
             try:
-                answers = await self._shared(self._script, requests)
-            except (RedisError, OSError) as exc:
+                with self._guard():
+                    answers = await self._shared(self._script, requests)
+            except (LiveUnavailable, OSError) as exc:
                 self._fell_back(exc)
             else:
                 if self._degraded:
@@ -173,12 +177,11 @@ class RateLimiter:
         the service admits ahead of the replay lookup only when limits are shared)."""
         if self._refund is None or not requests:
             return
-        from redis.exceptions import RedisError
-
         try:
-            await self._refund(keys=[], args=[self._per_caller.get_expiry(), self._per_user.get_expiry(),
-                                              *self._keys(requests)])
-        except (RedisError, OSError) as exc:
+            with self._guard():
+                await self._refund(keys=[], args=[self._per_caller.get_expiry(), self._per_user.get_expiry(),
+                                                  *self._keys(requests)])
+        except (LiveUnavailable, OSError) as exc:
             log.warning("rate-limit counts of replays not taken back: %s", exc)
 
     def _keys(self, requests: Sequence[tuple[str, str]]) -> list[str]:

@@ -85,8 +85,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     """Redis (or in-process) read model, bus and limits, and what is built on them."""
     settings = app[SETTINGS]
     async with open_live(settings.redis_url, settings.redis_prefix) as live:
-        limiter = RateLimiter.open(live.redis, settings.redis_prefix, settings.rate_limit_user,
-                                   settings.rate_limit_caller)
+        limiter = RateLimiter.open(live, settings.rate_limit_user, settings.rate_limit_caller)
         app[LIMITER] = limiter
         scoreboard = Scoreboard(app[STORE], live.board, live.bus, limiter, settings.actions, app[MODERATION],
                                 live.freshness, settings.batch_window, settings.batch_max)

@@ -12,8 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.config import Settings
+from app.errors import RateLimited
 from app.http.keys import HUB
 from app.live import LiveUnavailable, open_live
+from app.ratelimit import Quota, RateLimiter
 from tests.conftest import SECRET, MakeClient, auth, eventually
 
 
@@ -80,4 +82,16 @@ async def test_a_blackholed_redis_costs_one_timeout_per_pause(blackhole: list[in
         with pytest.raises(LiveUnavailable):
             await live.bus.publish("changed")
         assert blackhole[0] == 1  # one connection waited out its timeout; every later call failed fast
+        assert live.status() == "unavailable"
+
+
+async def test_the_rate_limiter_shares_the_breaker(blackhole: list[int]) -> None:
+    """Increments while Redis is blackholed pay one timeout per pause, not one per batch."""
+    url = f"redis://127.0.0.1:{blackhole[1]}/0"
+    async with open_live(url, f"test:{uuid.uuid4().hex}:") as live:
+        limiter = RateLimiter.open(live, "2/minute", "100/minute")
+        answers = [await limiter.admit([("u1", "game-1")]) for _ in range(4)]
+        assert [type(answer) for (answer,) in answers] == [Quota, Quota, RateLimited, RateLimited]  # local counts
+        assert limiter.fallbacks == 4
+        assert blackhole[0] == 1  # the first check waited out the timeout; the breaker answered the rest
         assert live.status() == "unavailable"

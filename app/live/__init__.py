@@ -6,7 +6,7 @@ Nothing here imports aiohttp: the service writes to these, the hub and the repai
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -110,6 +110,8 @@ class Live:
     bus: Bus
     lease: Lease
     redis: Redis | None = None
+    # One breaker for every Redis call of the process, the rate limiter's included.
+    guard: Callable[[], AbstractContextManager[None]] = nullcontext
     status: Callable[[], str] = lambda: "not configured"
     freshness: Freshness = field(default_factory=Freshness)
     watch: Callable[[], Awaitable[None]] | None = None  # keeps `status` current; run it supervised

@@ -320,7 +320,7 @@ async def connect(url: str, prefix: str) -> AsyncIterator[Live]:
     breaker = Breaker(cooldown=_COOLDOWN)
     live = Live(
         board=RedisBoard(client, prefix, breaker), bus=RedisBus(client, prefix, breaker),
-        lease=RedisLease(client, prefix, breaker), redis=client, status=lambda: breaker.status,
+        lease=RedisLease(client, prefix, breaker), redis=client, guard=breaker.guard, status=lambda: breaker.status,
         watch=lambda: _watch(client, breaker), prefix=prefix,
     )
     try:
