@@ -65,10 +65,10 @@ class Reconciler:
         if mark is None:
             self.rebuilds += 1
             log.warning("read model empty or lost: rebuilding it from the database")
-        if mark is None:
-            applied = await self._apply_since(FEED_START, self._page)
-        else:
-            applied = await self._apply_since(mark, self._repair_page)
+        if mark is None:  # reads use the database meanwhile: rebuild at full speed
+            applied = await self._apply_since(FEED_START, self._page, paced=False)
+        else:  # reads use the board: leave the loop to them at least half the time
+            applied = await self._apply_since(mark, self._repair_page, paced=True)
         await self._board.set_mark(horizon)
         self._freshness.repair_done(generation)
         self.runs += 1
@@ -80,8 +80,9 @@ class Reconciler:
                 await self._bus.publish(CHANGED)
         return applied
 
-    async def _apply_since(self, since: int, size: int) -> int:
-        applied, after = 0, (since, "")
+    async def _apply_since(self, since: int, size: int, paced: bool) -> int:
+        loop = asyncio.get_running_loop()
+        applied, after, began = 0, (since, ""), loop.time()
         while page := await self._store.changes(since, after, size):
             await self._apply(page)
             applied += len(page)
@@ -89,7 +90,10 @@ class Reconciler:
             if len(page) < size:
                 break
             await self._lease.claim(LEASE)
-            await asyncio.sleep(0)  # let waiting requests in between pages
+            # Duty cycle: rest as long as the page took, so requests queued behind a page's
+            # decoding and packing are served before the next one (read latency over repair speed).
+            await asyncio.sleep(loop.time() - began if paced else 0)
+            began = loop.time()
         return applied
 
     async def _apply(self, page: list[Change]) -> None:
