@@ -71,8 +71,11 @@ class Point:
         if not self.p99_idle_ms:
             return asdict(self)
         idle, busy = statistics.median(self.p99_idle_ms), statistics.median(self.p99_repair_ms)
+        # each round's repair against the idle run just before it: less exposed to load drifting over the run
+        per_round = [round(b / i, 3) for i, b in zip(self.p99_idle_ms, self.p99_repair_ms, strict=True)]
         return {**asdict(self), "p99_idle_median_ms": idle, "p99_repair_median_ms": busy,
-                "p99_ratio_repair_vs_idle": round(busy / idle, 3)}
+                "p99_ratio_repair_vs_idle": round(busy / idle, 3), "p99_ratio_per_round": per_round,
+                "p99_ratio_per_round_median": round(statistics.median(per_round), 3)}
 
 
 def _sql(url: str, statement: str) -> list[Any]:

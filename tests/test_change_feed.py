@@ -63,13 +63,12 @@ async def test_the_feed_holds_what_changed_since_a_horizon(opened: tuple[Databas
     renamed = next(change.entry for change in changes if change.entry.user_id == "old")
     assert (renamed.display_name, renamed.name_version) == ("renamed", 1)
 
-
     async def nothing_after_a_later_horizon() -> None:
-        # The horizon is the cluster's oldest running transaction: another client's may hold it
-        # back for a moment, never for good.
         assert await _all_changes(store, await store.change_horizon()) == []
 
-    await eventually(nothing_after_a_later_horizon, within=10)
+    # the horizon is the cluster's oldest open transaction: another session's (a parallel test run,
+    # a benchmark's bulk UPDATE) holds it back until it ends
+    await eventually(nothing_after_a_later_horizon, 60)
 
 
 async def test_pages_follow_the_keyset_without_repeats(opened: tuple[Database, Live]) -> None:

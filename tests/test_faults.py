@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import uuid
 from urllib.parse import urlsplit
@@ -16,6 +17,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from app.config import Settings
+from app.domain import Entry
+from app.live.redis import RedisBoard
 from tests.conftest import SECRET, MakeClient, PostgresSchema, auth, eventually
 from tests.faults import Load
 from tests.services import PrivateRedis, free_port
@@ -158,3 +161,32 @@ async def test_a_delete_and_a_rename_reach_reads_and_the_board_when_its_write_fa
         await eventually(repaired, 30)
     finally:
         await admin.aclose()
+
+
+async def test_a_board_without_its_mark_is_never_read(postgres_schema: PostgresSchema,
+                                                      private_redis: PrivateRedis, make_client: MakeClient) -> None:
+    """Redis restarted empty and a write landed before the rebuild: a partial board, no mark.
+    Reads must come from the database (a wrong score, a 404, a short top otherwise), every time."""
+    settings = dataclasses.replace(fault_settings(postgres_schema.url, private_redis), reconcile_interval=3600.0)
+    client = await make_client(settings)  # no periodic pass: only the mark check guards the reads
+    for user, points in (("a", 3), ("b", 2), ("c", 1)):
+        for n in range(points):
+            body = {"userId": user, "actionId": f"{user}{n}"}
+            assert (await client.post("/scores/increment", json=body, headers=auth())).status == 200
+    admin = Redis(port=private_redis.port)
+    try:
+        await eventually(lambda: _has_mark(admin, settings.redis_prefix), 30)  # the start-up rebuild ended
+        await admin.flushall()
+        await RedisBoard(admin, settings.redis_prefix).upsert([Entry("c", None, 99, 2**40)])  # partial, wrong
+        for _ in range(3):
+            scores = [await (await client.get(f"/scores/{user}")).json() for user in ("a", "b", "c")]
+            assert [(s["userId"], s["score"], s["rank"]) for s in scores] == [("a", 30, 1), ("b", 20, 2), ("c", 10, 3)]
+            top = await (await client.get("/top", params={"limit": "50"})).json()
+            assert [(t["userId"], t["score"]) for t in top["entries"]] == [("a", 30), ("b", 20), ("c", 10)]
+        assert await admin.exists(f"{settings.redis_prefix}mark") == 0  # nothing rebuilt it meanwhile
+    finally:
+        await admin.aclose()
+
+
+async def _has_mark(admin: Redis, prefix: str) -> None:
+    assert await admin.exists(f"{prefix}mark")
