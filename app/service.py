@@ -24,7 +24,6 @@ from app.store import Store
 from app.store.batch import Outcome
 
 log = logging.getLogger(__name__)
-__all__ = ["CHANGED", "Incremented", "Scoreboard"]
 BATCHES_IN_FLIGHT = 2  # batches committing at once: one gathers while the other waits on the database
 
 
