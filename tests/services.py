@@ -46,13 +46,18 @@ def require_redis() -> str:
 START_WITHIN = 5.0
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the one helper for every test)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class PrivateRedis:
     """A throwaway redis-server on its own port, to kill and restart."""
 
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -89,12 +94,6 @@ def require_redis_server() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is not installed; CI needs it", pytrace=False)
         pytest.skip("redis-server is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class AppProcess:

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ from typing import Any
 
 import pytest
 
+from tests.services import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "demo-test-secret-" + "0123456789abcdef" * 3  # 65 characters
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _get(url: str) -> Any:
@@ -49,7 +43,7 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes], log: Path, within: 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "REDIS_", "DATABASE_", "RATE_"))}
-    return {**base, "DATABASE_URL": f"sqlite:///{tmp_path}/d.db", "JWT_SECRET": SECRET, "PORT": str(_free_port())}
+    return {**base, "DATABASE_URL": f"sqlite:///{tmp_path}/d.db", "JWT_SECRET": SECRET, "PORT": str(free_port())}
 
 
 @pytest.fixture
