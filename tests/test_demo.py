@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import free_port
+from tests.servers import running
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "demo-test-secret-" + "0123456789abcdef" * 3  # 65 characters
@@ -27,36 +27,16 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _wait_healthy(url: str, server: subprocess.Popen[bytes], log: Path, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the server exited early:\n{log.read_text()}")
-        try:
-            _get(f"{url}/healthz")
-            return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    pytest.fail("the server did not answer /healthz in time")
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "REDIS_", "DATABASE_", "RATE_"))}
-    return {**base, "DATABASE_URL": f"sqlite:///{tmp_path}/d.db", "JWT_SECRET": SECRET, "PORT": str(free_port())}
+    return {**base, "DATABASE_URL": f"sqlite:///{tmp_path}/d.db", "JWT_SECRET": SECRET}
 
 
 @pytest.fixture
 def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    url, log = f"http://127.0.0.1:{env['PORT']}", tmp_path / "server.log"
-    with log.open("wb") as sink, subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
-                                                  stdout=sink, stderr=subprocess.STDOUT) as process:
-        try:
-            _wait_healthy(url, process, log)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with running([sys.executable, "-m", "app"], env, tmp_path / "server.log") as server:
+        yield server.url
 
 
 def _demo(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
