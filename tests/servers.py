@@ -107,7 +107,7 @@ class Server:
                 self.get("/healthz")
                 return
             except OSError:  # refused, reset, or an HTTP error status (HTTPError is an OSError)
-                time.sleep(0.1)  # noqa: ASYNC251 - polling /healthz is the readiness signal
+                time.sleep(0.1)  # polling /healthz: it is the readiness signal
         raise RuntimeError(f"the server did not answer /healthz within {within} s: {self.output()}")
 
 
