@@ -52,18 +52,26 @@ class Server:
 
     def start(self, within: float = START_WITHIN) -> None:
         """Spawn the process and wait until GET /healthz answers 200; kill it if it does not."""
+        self._spawn()
+        self._healthy_or_killed(within)
+
+    async def start_async(self, within: float = START_WITHIN) -> None:
+        self._spawn()  # in this thread: PDEATHSIG fires when the spawning thread ends, not the process
+        await asyncio.to_thread(self._healthy_or_killed, within)
+
+    def _spawn(self) -> None:
         bind = ["--bind", f"127.0.0.1:{self.port}"] if "gunicorn" in self.command[0] else []
         with self.log.open("ab") as output:  # the child keeps its own descriptor
             self.process = subprocess.Popen([*self.command, *bind], cwd=self.cwd, env=self.env, stdout=output,
                                             stderr=subprocess.STDOUT, preexec_fn=_die_with_parent())
+
+    def _healthy_or_killed(self, within: float) -> None:
+        assert self.process is not None
         try:
             self._wait_healthy(self.process, within)
         except BaseException:
             self.kill()
             raise
-
-    async def start_async(self, within: float = START_WITHIN) -> None:
-        await asyncio.to_thread(self.start, within)
 
     def get(self, path: str) -> bytes:
         with urllib.request.urlopen(self.url + path, timeout=5) as response:
