@@ -306,23 +306,21 @@ async def test_a_stalled_reader_does_not_delay_the_others(aiohttp_client: Any, s
 
             await eventually(both_open, WAIT)
             loop = asyncio.get_running_loop()
-            latencies: list[float] = []
             started = loop.time()
-            n = 0
+            n = past_the_backlog = 0
             while hub.open_streams == 2:  # until the server cuts the stalled reader
                 assert loop.time() - started < send_timeout + 20, "the stalled reader was never dropped"
                 n += 1
                 name = f"{n:05d}" + "n" * 27
+                backed_up = hub.coalesced > 0  # the stalled stream already skips frames: its buffer is full
                 await rename(client, users[n % 10], name)
-                sent = loop.time()
-                while name not in {entry[2] for entry in (await next_update(reader, 2.0)).entries()}:
+                while name not in {entry[2] for entry in (await next_update(reader, WAIT)).entries()}:
                     pass
-                latencies.append(loop.time() - sent)
-            # the stall lasted the send timeout, and meanwhile every push reached the other reader
+                past_the_backlog += backed_up and hub.open_streams == 2
+            # the stall lasted the send timeout, and meanwhile pushes went on reaching the other reader
+            # (a push that waited for the stalled reader would reach it only once the stalled one is cut)
             assert loop.time() - started >= send_timeout
-            assert max(latencies) < 2.0
-            print(f"\n{n} pushes, stalled reader dropped after {loop.time() - started:.1f} s; "
-                  f"other reader's latency max {max(latencies) * 1000:.0f} ms")
+            assert past_the_backlog >= 10, (n, past_the_backlog)  # about 130 here
             await rename(client, users[0], "after the stall")
             assert "after the stall" in {entry[2] for entry in (await next_update(reader, 2.0)).entries()}
         finally:
