@@ -5,7 +5,6 @@ Locally an unreachable service skips its tests with the reason; under CI=true it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from urllib.parse import urlsplit
@@ -46,13 +45,18 @@ def require_redis() -> str:
 START_WITHIN = 5.0
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the one helper for every test)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class PrivateRedis:
     """A throwaway redis-server on its own port, to kill and restart."""
 
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -90,65 +94,3 @@ def require_redis_server() -> None:
             pytest.fail("redis-server is not installed; CI needs it", pytrace=False)
         pytest.skip("redis-server is not installed")
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class AppProcess:
-    """`python -m app` in a subprocess on a free port; its output goes to a log file."""
-
-    def __init__(self, env: dict[str, str], log_path: str) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1"}
-        self.log_path = log_path
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, within: float = 30.0) -> None:
-        import sys
-
-        with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - a local file, once
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "app", env=self.env, stdout=log, stderr=log)
-        async with asyncio.timeout(within):
-            while not await self._healthy():  # noqa: ASYNC110 - /healthz is the readiness signal
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"the app exited with {self.process.returncode}:\n{self.log()}")
-                await asyncio.sleep(0.1)
-
-    async def _healthy(self) -> bool:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            return False
-        try:
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            return (await reader.readline()).startswith(b"HTTP/1.1 200")
-        except OSError:
-            return False
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as log:
-            return log.read()
-
-    async def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not ended in 20 s."""
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.terminate()
-        try:
-            async with asyncio.timeout(20):
-                await self.process.wait()
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()

@@ -1,7 +1,6 @@
 """Key rotation: keys chosen by `kid` from a JWKS file or URL, each pinned to its algorithm."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -19,7 +18,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_encode
 
 from app.config import Settings
-from tests.conftest import SECRET, token
+from tests.conftest import SECRET, eventually, token
 from tests.test_auth import _pem
 
 Client = TestClient[Any, Any]
@@ -160,31 +159,47 @@ def _url_settings(tmp_path: Path, url: str, **changes: Any) -> Settings:
 
 async def test_jwks_url_is_fetched_at_start_and_again_for_a_new_kid(
         make_client: Any, tmp_path: Path, jwks_server: JwksServer) -> None:
-    client = await make_client(_url_settings(tmp_path, jwks_server.url, jwks_cooldown=0.3))
+    client = await make_client(_url_settings(tmp_path, jwks_server.url, jwks_cooldown=0.05))
     assert jwks_server.fetches == 1
     for _ in range(5):
         assert await status(client, signed(RSA_A, "rsa-a", "RS256")) == 200
     assert jwks_server.fetches == 1  # a known kid costs no fetch
     jwks_server.keys = [jwk(RSA_A, "rsa-a"), jwk(EC_KEY, "ec-new")]  # rotation: a new key is published
-    await asyncio.sleep(0.35)
-    assert await status(client, signed(EC_KEY, "ec-new", "ES256")) == 200
-    assert jwks_server.fetches == 2
+
+    async def new_kid_accepted() -> None:  # refused while the start fetch is inside its cooldown
+        assert await status(client, signed(EC_KEY, "ec-new", "ES256")) == 200
+
+    await eventually(new_kid_accepted)
+    assert jwks_server.fetches == 2  # once accepted, the new kid is known: no further fetch
+
+
+async def test_unknown_kids_refresh_at_most_once_per_cooldown(
+        make_client: Any, tmp_path: Path, jwks_server: JwksServer) -> None:
+    client = await make_client(_url_settings(tmp_path, jwks_server.url, jwks_cooldown=60))
+    assert jwks_server.fetches == 1
     random_kids = [await status(client, signed(RSA_A, f"random-{i}", "RS256")) for i in range(10)]
     assert random_kids == [401] * 10
-    assert jwks_server.fetches <= 3  # unknown kids refresh at most once per cooldown
+    assert jwks_server.fetches == 1  # the start fetch opened a cooldown that no random kid can break
 
 
 async def test_jwks_url_refreshes_in_the_background(make_client: Any, tmp_path: Path, jwks_server: JwksServer) -> None:
     client = await make_client(_url_settings(tmp_path, jwks_server.url, jwks_refresh=0.2, jwks_cooldown=60))
     assert await status(client, signed(RSA_A, "rsa-a", "RS256")) == 200
     jwks_server.keys = None  # a failing endpoint keeps the keys we have
-    await asyncio.sleep(0.5)
+    failing_since = jwks_server.fetches
+
+    async def failed_fetch_done() -> None:  # a later fetch started, so one failing fetch has ended
+        assert jwks_server.fetches >= failing_since + 2
+
+    await eventually(failed_fetch_done)
     assert await status(client, signed(RSA_A, "rsa-a", "RS256")) == 200
     jwks_server.keys = [jwk(RSA_B, "rsa-b")]  # rsa-a revoked
-    await asyncio.sleep(0.5)
-    assert await status(client, signed(RSA_A, "rsa-a", "RS256")) == 401
+
+    async def revoked() -> None:
+        assert await status(client, signed(RSA_A, "rsa-a", "RS256")) == 401
+
+    await eventually(revoked)
     assert await status(client, signed(RSA_B, "rsa-b", "RS256")) == 200
-    assert jwks_server.fetches >= 3
 
 
 async def test_unreachable_jwks_url_refuses_kid_tokens_only(make_client: Any, tmp_path: Path) -> None:

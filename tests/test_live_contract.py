@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from app.domain import Entry
 from app.live import RESYNC, Board, Bus, LiveUnavailable, ReadModelIncomplete, open_live
 from app.live.redis import RedisBoard, RedisBus
+from tests.conftest import eventually
 from tests.services import PrivateRedis, require_redis
 
 BACKENDS = [pytest.param("memory", id="memory"), pytest.param("redis", id="redis")]
@@ -188,11 +189,24 @@ async def test_full_queue_never_blocks_publish_and_newest_wins(bus: Bus) -> None
 
 
 async def test_subscription_ends_on_exit(bus: Bus) -> None:
-    async with listening(bus):
+    async with listening(bus) as ended:
         pass
     async with listening(bus) as messages:
-        await bus.publish("again")
-        assert await next_message(messages) == "again"
+        await bus.publish("after-exit")
+        assert await next_message(messages) == "after-exit"  # delivered to every local subscriber at once
+        with pytest.raises(TimeoutError):
+            await next_message(ended, 0)  # a message already queued would be returned without waiting
+
+
+async def test_redis_subscription_leaves_the_channel_on_exit(redis_client: Redis, prefix: str) -> None:
+    bus, channel = RedisBus(redis_client, prefix), f"{prefix}changes"
+
+    async def subscribers(expected: int) -> None:
+        assert dict(await redis_client.pubsub_numsub(channel)) == {channel.encode(): expected}
+
+    async with listening(bus), bus.subscribe():
+        await subscribers(1)  # one Redis subscription fanned out locally
+    await eventually(lambda: subscribers(0))
 
 
 # Redis only: several processes, and Redis going away

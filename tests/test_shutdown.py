@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import SECRET
-from tests.services import AppProcess
+from tests.servers import Server
 from tests.sse import SSEReader
 
 # 200 keeps the suite fast; SHUTDOWN_STREAMS=1000 measures the contract's figure by hand.
@@ -17,12 +17,11 @@ DEADLINE = 10.0
 
 
 async def test_sigterm_with_open_streams_exits_quickly(tmp_path: Path) -> None:
-    app = AppProcess({
-        "DATABASE_URL": f"sqlite:///{tmp_path}/scoreboard.db", "JWT_SECRET": SECRET,
+    app = Server({
+        **os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/scoreboard.db", "JWT_SECRET": SECRET,
         "STREAM_MAX_PER_CLIENT": str(STREAMS + 10),  # every stream comes from 127.0.0.1
-    }, str(tmp_path / "app.log"))
-    await app.start()
-    assert app.process is not None
+    }, tmp_path / "app.log")
+    await app.start_async(within=30)
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -31,17 +30,12 @@ async def test_sigterm_with_open_streams_exits_quickly(tmp_path: Path) -> None:
                 for response in responses:
                     assert response.status == 200
                     assert (await SSEReader(response.content).event(10)).type == "snapshot"
-                loop = asyncio.get_running_loop()
-                signalled = loop.time()
-                app.process.terminate()
-                async with asyncio.timeout(DEADLINE + 20):
-                    code = await app.process.wait()
-                took = loop.time() - signalled
+                took = await asyncio.to_thread(app.terminate, DEADLINE + 20)
             finally:
                 for response in responses:
                     response.close()
-        print(f"\nSIGTERM to exit with {STREAMS} open streams: {took:.2f} s (exit code {code})")
-        assert took < DEADLINE, app.log()
-        assert code == 0, app.log()
+        code = app.process.returncode if app.process is not None else None
+        assert took < DEADLINE, app.output()
+        assert code == 0, app.output()
     finally:
-        await app.stop()
+        await app.stop_async()

@@ -98,7 +98,8 @@ async def test_last_event_id_equal_to_the_current_version_waits_for_the_next_cha
     version = top["version"]
     headers, params = ({"Last-Event-ID": version}, None) if how == "header" else (None, {"lastEventId": version})
     async with stream(client, headers, params) as reader:
-        assert await reader.events_for(0.6) == []  # the client already has this state
+        # the headers came with the stream's first write, so the server has already chosen what to send;
+        # the client has this state, so the next event must be the update of the change below, not a snapshot
         await increment(client, "b")
         update = await next_update(reader)
         assert update.id != version
@@ -161,59 +162,62 @@ async def test_a_burst_of_500_increments_is_coalesced(make_client: MakeClient, s
     client = await make_client(replace(settings, push_interval=0.25, rate_limit_user="100000/minute",
                                        rate_limit_caller="1000000/minute"))
     users = [f"burst{i:02d}" for i in range(15)]
-    loop = asyncio.get_running_loop()
+    total = 500
     async with stream(client) as r1, stream(client) as r2, stream(client) as r3:
         readers = [r1, r2, r3]
         for reader in readers:
             assert (await reader.event(WAIT)).type == "snapshot"
-        arrivals: list[list[tuple[float, Block]]] = [[] for _ in readers]
+        received: list[list[Block]] = [[] for _ in readers]
+        collectors = [asyncio.create_task(_collect(r, into)) for r, into in zip(readers, received, strict=True)]
+        await _paced_burst(client, users, total)
+        scores = await _scores(client, users)
+        expected = sorted(scores.values(), reverse=True)[:10]
+        top: dict[str, Any] = {}
 
-        async def collect(reader: SSEReader, into: list[tuple[float, Block]]) -> None:
-            while True:
-                block = await reader.event(3600)
-                into.append((loop.time(), block))
+        async def every_stream_has_the_final_state() -> None:  # the trailing push carries it out
+            top.update(await get_top(client))
+            assert [e["score"] for e in top["entries"]] == expected
+            for updates in received:
+                assert updates and updates[-1].json()["entries"] == top["entries"]
 
-        collectors = [asyncio.create_task(collect(r, a)) for r, a in zip(readers, arrivals, strict=True)]
-        pushes_before = client.app[HUB].pushes
-        rng = random.Random(3)
-        started = loop.time()
-        total, spread = 500, 1.9
-
-        async def scheduled(at: float) -> None:
-            await asyncio.sleep(max(0.0, started + at - loop.time()))
-            await increment(client, rng.choice(users))
-
-        # 500 increments sent at an even pace over about 2 s, each without waiting for the others
-        await asyncio.gather(*(scheduled(spread * i / total) for i in range(total)))
-        burst_end = loop.time()
-        await asyncio.sleep(1.5)  # quiet: the trailing push has long gone out
+        await eventually(every_stream_has_the_final_state, WAIT)
         for task in collectors:
             task.cancel()
         await asyncio.gather(*collectors, return_exceptions=True)
-        pushes = client.app[HUB].pushes - pushes_before
 
-    top = await get_top(client)
+    assert sum(scores.values()) == 10 * total
+    for updates in received:
+        assert all(block.type == "update" for block in updates)
+        # coalesced: a push carries many increments (a 0.25 s interval over a ~2 s burst gives about 10)
+        assert 1 <= len(updates) <= total // 10, len(updates)
+        stamps = [block.json()["ts"] for block in updates]
+        assert stamps == sorted(stamps) and len({block.id for block in updates}) == len(updates)  # in order
+        assert updates[-1].id == top["version"]  # newest state wins
+
+
+async def _collect(reader: SSEReader, into: list[Block]) -> None:
+    while True:
+        into.append(await reader.event(3600))
+
+
+async def _paced_burst(client: Client, users: list[str], total: int, spread: float = 1.9) -> None:
+    """`total` increments at an even pace over `spread` seconds, each without waiting for the others."""
+    loop, rng = asyncio.get_running_loop(), random.Random(3)
+    started = loop.time()
+
+    async def scheduled(at: float) -> None:
+        await asyncio.sleep(max(0.0, started + at - loop.time()))  # the pace is the scenario, not a wait
+        await increment(client, rng.choice(users))
+
+    await asyncio.gather(*(scheduled(spread * i / total) for i in range(total)))
+
+
+async def _scores(client: Client, users: list[str]) -> dict[str, int]:
     scores = {}
     for user_id in users:
         response = await client.get(f"/scores/{user_id}")
         scores[user_id] = (await response.json())["score"] if response.status == 200 else 0
-    assert sum(scores.values()) == 10 * total
-    assert [e["score"] for e in top["entries"]] == sorted(scores.values(), reverse=True)[:10]
-    counts = []
-    for received in arrivals:
-        updates = [block for _, block in received]
-        assert all(block.type == "update" for block in updates)
-        counts.append(len(updates))
-        stamps = [block.json()["ts"] for block in updates]
-        gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-        # never more than one push per interval (ts: when each was built), so at most 10 in a 2 s burst;
-        # on a slow machine the app takes longer than 2 s to apply the 500, and the bound grows with it
-        assert min(gaps, default=250) >= 249, gaps
-        assert 1 <= len(updates) <= max(10, 2 + int((burst_end - started) / 0.25)), (burst_end - started, gaps)
-        assert updates[-1].json()["entries"] == top["entries"]
-        assert updates[-1].id == top["version"]
-        assert received[-1][0] - burst_end < 1.0  # the final state went out right after the burst
-    print(f"\n500 increments in {burst_end - started:.2f} s: updates per stream {counts}, hub pushes {pushes}")
+    return scores
 
 
 async def test_no_push_when_the_top_10_is_unchanged(client: Client) -> None:
@@ -232,9 +236,9 @@ async def test_no_push_when_the_top_10_is_unchanged(client: Client) -> None:
         await increment(client, "outsider")  # 20 points: still below every leader
         await rename(client, "outsider", "somebody else")  # not shown in the top 10
         await rename(client, "lead3", "name of lead3")  # the same name again
-        assert await reader.events_for(1.0) == []
+        assert await client.app[HUB].refresh() is False  # read now, the top 10 is the one already pushed
         await increment(client, "lead3")  # a real change is pushed (the stream works)
-        update = await next_update(reader)
+        update = await next_update(reader)  # the first event after the snapshot: nothing was pushed before
         assert update.entries()[0][1:] == ("lead3", "name of lead3", 40)
 
 
@@ -302,23 +306,21 @@ async def test_a_stalled_reader_does_not_delay_the_others(aiohttp_client: Any, s
 
             await eventually(both_open, WAIT)
             loop = asyncio.get_running_loop()
-            latencies: list[float] = []
             started = loop.time()
-            n = 0
+            n = past_the_backlog = 0
             while hub.open_streams == 2:  # until the server cuts the stalled reader
                 assert loop.time() - started < send_timeout + 20, "the stalled reader was never dropped"
                 n += 1
                 name = f"{n:05d}" + "n" * 27
+                backed_up = hub.coalesced > 0  # the stalled stream already skips frames: its buffer is full
                 await rename(client, users[n % 10], name)
-                sent = loop.time()
-                while name not in {entry[2] for entry in (await next_update(reader, 2.0)).entries()}:
+                while name not in {entry[2] for entry in (await next_update(reader, WAIT)).entries()}:
                     pass
-                latencies.append(loop.time() - sent)
-            # the stall lasted the send timeout, and meanwhile every push reached the other reader
+                past_the_backlog += backed_up and hub.open_streams == 2
+            # the stall lasted the send timeout, and meanwhile pushes went on reaching the other reader
+            # (a push that waited for the stalled reader would reach it only once the stalled one is cut)
             assert loop.time() - started >= send_timeout
-            assert max(latencies) < 2.0
-            print(f"\n{n} pushes, stalled reader dropped after {loop.time() - started:.1f} s; "
-                  f"other reader's latency max {max(latencies) * 1000:.0f} ms")
+            assert past_the_backlog >= 10, (n, past_the_backlog)  # about 130 here
             await rename(client, users[0], "after the stall")
             assert "after the stall" in {entry[2] for entry in (await next_update(reader, 2.0)).entries()}
         finally:

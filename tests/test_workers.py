@@ -28,15 +28,19 @@ def services_env(postgres_schema: PostgresSchema, redis_prefix: str, tmp_path: P
 
 
 async def _pids(server: Server, log: Path) -> set[int]:
-    """The workers that answer /healthz on concurrent new connections, once both have booted."""
+    """The workers that answer /healthz on concurrent new connections, polled until both have answered:
+    a worker logs "Booting worker" before its app is ready to accept."""
     _wait_booted(log)
+    pids: set[int] = set()
     connector = aiohttp.TCPConnector(force_close=True, limit=0)
     async with aiohttp.ClientSession(server.url, connector=connector) as session:
-        for _ in range(20):
+
+        async def both_answered() -> None:
             answers = await asyncio.gather(*(session.get("/healthz") for _ in range(50)))
-            pids = {(await answer.json())["pid"] for answer in answers}
-            if len(pids) == 2:
-                break
+            pids.update([(await answer.json())["pid"] for answer in answers])
+            assert len(pids) == 2, pids
+
+        await eventually(both_answered, within=20)
     return pids
 
 

@@ -7,24 +7,22 @@ Without /usr/bin/chromium the tests skip locally and fail under CI=true.
 """
 from __future__ import annotations
 
-import asyncio
-import ctypes
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import jwt
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
+
+from tests.servers import Server
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -42,37 +40,15 @@ START_TIMEOUT = 20.0
 PUSH_INTERVAL = "0.05"
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """On Linux, the service gets SIGKILL when pytest dies, even if pytest itself is killed."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-
-    def set_signal() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return set_signal
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Service:
-    """The real scoreboard service as a child process that can be killed and started again."""
+    """The real scoreboard service as a child process (tests/servers.py) that can be killed and started again."""
 
     def __init__(self, workdir: Path, port: int) -> None:
         self.workdir = workdir
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
         self.secret = secrets.token_urlsafe(32)
-        self.log_path = workdir / "server.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        # cwd: a stray default file never lands in the repository
+        self.server = Server(self.environ(), workdir / "server.log", [sys.executable, "-m", "app"], port, workdir)
+        self.url = self.server.url
 
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "JWT_PUBLIC_KEY"}}
@@ -80,8 +56,6 @@ class Service:
         path = [p for p in (env.get("PYTHONPATH"), str(ROOT)) if p]
         env.update(
             PYTHONPATH=os.pathsep.join(path),
-            HOST="127.0.0.1",
-            PORT=str(self.port),
             DATABASE_URL=f"sqlite:///{self.workdir / 'sb.db'}",
             JWT_SECRET=self.secret,
             PUSH_INTERVAL=PUSH_INTERVAL,
@@ -91,68 +65,18 @@ class Service:
 
     async def start(self) -> None:
         """Start `python -m app` and wait until GET /healthz answers 200."""
-        self._spawn()
-        try:
-            await self._wait_healthy()
-        except BaseException:
-            self.kill()  # reaps the process and closes its log file
-            raise
-
-    def _spawn(self) -> None:
-        self._log = open(self.log_path, "ab")  # closed in _reap
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "app"],
-            cwd=self.workdir,  # a stray default file never lands in the repository
-            env=self.environ(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent(),  # no orphaned service when a test run is interrupted
-        )
-
-    async def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while True:
-                if self._proc is not None and self._proc.poll() is not None:
-                    raise RuntimeError(f"service exited with {self._proc.returncode}:\n{self.logs()}")
-                try:
-                    async with session.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except (TimeoutError, aiohttp.ClientError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no /healthz 200 within {START_TIMEOUT}s:\n{self.logs()}")
-                await asyncio.sleep(0.05)
+        await self.server.start_async(START_TIMEOUT)
 
     def kill(self) -> None:
         """SIGKILL: the process gets no chance to clean up, as in a crash."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-        self._reap(timeout=10)
+        self.server.kill()
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                await asyncio.to_thread(self._proc.wait, 10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-        self._reap(timeout=10)
-
-    def _reap(self, timeout: float) -> None:
-        if self._proc is not None:
-            self._proc.wait(timeout)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        await self.server.stop_async()
 
     def logs(self) -> str:
-        if self._log is not None:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.server.output()
 
 
 class Api:
