@@ -2,7 +2,6 @@
 processes through Redis, and process-local counters while Redis is down."""
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
