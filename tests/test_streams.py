@@ -100,41 +100,41 @@ async def test_a_stream_above_the_high_water_mark_is_skipped_then_gets_only_the_
     transport, theirs = pair
     streams = registry()
     ended = asyncio.Event()
-    keep_alive = asyncio.create_task(streams.keep_alive())
-    try:
-        with streams.admit("a") as place:
-            place.attach(transport, False, ended.set)
-            streams.join(place, "v0", "v0")
-            transport.write(b"x" * (HIGH_WATER * 4))  # the reader has not read: the buffer is full
-            assert transport.get_write_buffer_size() > HIGH_WATER
-            streams.push(Frame.of(b"data: 1\n\n"))
-            streams.push(Frame.of(b"data: 2\n\n"))
-            streams.push(Frame.of(b"data: 3\n\n"))
-            assert streams.skipped == 2
-            data = b""
-            async with asyncio.timeout(WAIT):
-                while not data.endswith(b"data: 3\n\n"):  # the reader drains the buffer
-                    data += received(theirs)
-                    await asyncio.sleep(0.01)
-            assert b"data: 1" not in data and b"data: 2" not in data
-            assert not ended.is_set()
-    finally:
-        keep_alive.cancel()
+    async with _backed_up(streams, transport, ended):
+        assert transport.get_write_buffer_size() > HIGH_WATER
+        streams.push(Frame.of(b"data: 1\n\n"))
+        streams.push(Frame.of(b"data: 2\n\n"))
+        streams.push(Frame.of(b"data: 3\n\n"))
+        assert streams.skipped == 2
+        data = b""
+        async with asyncio.timeout(WAIT):
+            while not data.endswith(b"data: 3\n\n"):  # the reader drains the buffer
+                data += received(theirs)
+                await asyncio.sleep(0.01)
+        assert b"data: 1" not in data and b"data: 2" not in data
+        assert not ended.is_set()
 
 
 async def test_a_stream_stalled_past_the_send_timeout_is_aborted_and_ended(pair: Any) -> None:
     transport, _ = pair
     streams = StreamRegistry(10, 3, interval=0.01, ping_interval=60, send_timeout=0.05)
     ended = asyncio.Event()
+    async with _backed_up(streams, transport, ended):
+        streams.push(Frame.of(b"data: 1\n\n"))
+        await asyncio.wait_for(ended.wait(), WAIT)
+        assert transport.is_closing()
+
+
+@contextlib.asynccontextmanager
+async def _backed_up(streams: StreamRegistry, transport: Any, ended: asyncio.Event) -> AsyncIterator[None]:
+    """One joined stream whose reader has not read: its socket buffer is already past the mark."""
     keep_alive = asyncio.create_task(streams.keep_alive())
     try:
         with streams.admit("a") as place:
             place.attach(transport, False, ended.set)
             streams.join(place, "v0", "v0")
             transport.write(b"x" * (HIGH_WATER * 4))
-            streams.push(Frame.of(b"data: 1\n\n"))
-            await asyncio.wait_for(ended.wait(), WAIT)
-            assert transport.is_closing()
+            yield
     finally:
         keep_alive.cancel()
 
