@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +16,6 @@ from app.hub import TOP_SIZE
 from app.service import audit_fields
 from app.snapshot import Snapshot, entry_body
 
-USER_ID_PATTERN = re.compile(str(schemas.USER_ID.regex.pattern))  # the schema's own rule
 # Built once: marshmallow copies every declared field when a schema is constructed.
 _USER_PATH = schemas.UserPath()
 _TOP_QUERY = schemas.TopQuery()
@@ -59,8 +57,13 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 def _user_id(request: web.Request) -> str:
-    user_id: str = _load(_USER_PATH, {"userId": request.match_info["userId"]})["userId"]
-    return user_id
+    """The path's userId: checked against the schema's own pattern, and loaded through the schema
+    (for its error naming the field) only when it does not match."""
+    user_id = request.match_info["userId"]
+    if schemas.USER_ID_PATTERN.match(user_id):
+        return user_id
+    loaded: str = _load(_USER_PATH, {"userId": user_id})["userId"]
+    return loaded
 
 
 def _increment_body(result: IncrementResult) -> dict[str, Any]:
@@ -138,9 +141,7 @@ async def top(request: web.Request) -> web.Response:
 
 
 async def score(request: web.Request) -> web.Response:
-    user_id = request.match_info["userId"]
-    if not USER_ID_PATTERN.match(user_id):
-        user_id = _user_id(request)  # the schema's error, naming the field
+    user_id = _user_id(request)
     around = _AROUND.read(request)
     standing = await request.app[SCOREBOARD].standing(user_id, around)
     return web.json_response(_standing_body(standing, around if "around" in request.query else None))
