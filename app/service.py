@@ -19,6 +19,7 @@ from app.domain import Entry, Increment, IncrementResult, Standing
 from app.errors import AppError, IdempotencyConflict, NotFound
 from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable
 from app.moderation import Moderation
+from app.periods import Clock, system_clock
 from app.ratelimit import Admission, Quota, RateLimiter
 from app.store import Store
 from app.store.batch import Outcome
@@ -45,7 +46,7 @@ class Scoreboard:
     def __init__(
         self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int],
         moderation: Moderation, freshness: Freshness | None = None, batch_window: float = 0.002,
-        batch_max: int = 128,
+        batch_max: int = 128, clock: Clock = system_clock,
     ) -> None:
         self._store = store
         self._board = board
@@ -55,6 +56,7 @@ class Scoreboard:
         self._actions = dict(actions)
         self._default_action = next(iter(actions))
         self._freshness = freshness or Freshness()
+        self._clock = clock  # the batch's `now`: which period of each board its increments count toward
         self._batcher: Batcher[_Request, Incremented] = Batcher(
             self._increments, batch_window, batch_max, BATCHES_IN_FLIGHT)
 
@@ -126,7 +128,7 @@ class Scoreboard:
         if not batch:
             return []
         try:
-            return await self._store.apply_increments(batch)
+            return await self._store.apply_increments(batch, self._clock())
         except AppError as exc:  # nothing of the batch was written (or its fate is unknown)
             return [exc] * len(batch)
 

@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from app.auth.tokens import Verifier
+from app.board_hubs import BoardHubs, StreamSettings
 from app.config import Settings
 from app.errors import ServiceUnavailable
 from app.http.cors import cors_preflight
 from app.http.hardening import HEADER_LIMITS, response_headers
 from app.http.keys import (
+    BOARD_HUBS,
+    BOARDS,
+    CLOCK,
     HUB,
     LIMITER,
     LIVE,
@@ -31,10 +35,12 @@ from app.http.middlewares import error_middleware
 from app.http.openapi import openapi_document
 from app.http.routes import setup_routes
 from app.hub import Hub, backstop
+from app.leaderboards import Boards
 from app.live import open_live
 from app.moderation import Moderation
 from app.ops.logs import access_middleware
 from app.ops.metrics import Metrics
+from app.periods import Clock, system_clock
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
 from app.service import Scoreboard
@@ -46,13 +52,14 @@ from app.tasks import Supervisor
 MAX_BODY_BYTES = 4096
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, clock: Clock = system_clock) -> web.Application:
     metrics = Metrics(settings.prometheus_multiproc_dir)
     middlewares = [access_middleware(metrics), error_middleware]
     if settings.cors_origins:  # without a listed origin no preflight is answered: no layer per request
         middlewares.append(cors_preflight)
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
     app[SETTINGS] = settings
+    app[CLOCK] = clock
     app[METRICS] = metrics
     app[OPENAPI] = openapi_document(settings)
     app[VERIFIER] = Verifier(settings)
@@ -88,15 +95,19 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         limiter = RateLimiter.open(live, settings.rate_limit_user, settings.rate_limit_caller)
         app[LIMITER] = limiter
         scoreboard = Scoreboard(app[STORE], live.board, live.bus, limiter, settings.actions, app[MODERATION],
-                                live.freshness, settings.batch_window, settings.batch_max)
+                                live.freshness, settings.batch_window, settings.batch_max, app[CLOCK])
         app[SCOREBOARD] = scoreboard
         streams = StreamRegistry(settings.stream_max, settings.stream_max_per_client, settings.push_interval,
                                  settings.ping_interval, settings.send_timeout)
         app[HUB] = Hub(scoreboard.top, live.bus, streams, settings.push_interval)
+        boards = app[BOARDS] = Boards(app[STORE], scoreboard.top, scoreboard.standing, app[CLOCK])
+        app[BOARD_HUBS] = BoardHubs(boards.top, live.bus, app[CLOCK], StreamSettings(
+            settings.push_interval, settings.ping_interval, settings.send_timeout))
         app[RECONCILER] = Reconciler(app[STORE], live, settings.reconcile_interval)
         app[REDIS_STATUS] = live.status
         app[LIVE] = live
         yield
+        await app[BOARD_HUBS].close()
         await scoreboard.drain()  # batches still committing answer their callers before Redis closes
 
 

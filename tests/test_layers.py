@@ -16,10 +16,12 @@ APP = Path(__file__).resolve().parents[1] / "app"
 LAYERS = [
     ("entry", ["app.__main__", "app.gunicorn", "app.web", "app.tools"]),
     ("http", ["app.http", "app.ops"]),
-    ("core", ["app.service", "app.hub", "app.reconcile", "app.moderation", "app.snapshot", "app.streams"]),
+    ("core", ["app.service", "app.hub", "app.reconcile", "app.moderation", "app.snapshot", "app.streams",
+              "app.leaderboards", "app.board_hubs"]),
     ("backends", ["app.store", "app.live", "app.ratelimit", "app.auth.tokens"]),
     ("settings", ["app.config"]),
-    ("domain", ["app.domain", "app.errors", "app.tasks", "app.batching", "app.auth.keyring", "app.auth", "app"]),
+    ("domain", ["app.domain", "app.errors", "app.tasks", "app.batching", "app.auth.keyring", "app.auth", "app",
+                "app.periods", "app.boards"]),
 ]
 SIBLINGS = {"app.service", "app.hub", "app.reconcile"}
 NO_WEB = ("app.store", "app.live")  # storage knows nothing of HTTP

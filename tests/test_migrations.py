@@ -37,8 +37,8 @@ def _tables(dialect: str, url: str) -> set[str]:
 
 def test_second_run_applies_nothing(database: tuple[str, str]) -> None:
     dialect, url = database
-    assert migrate(url) == ["0001_scores", "0002_flags", "0003_changes"]
-    assert {"users", "score_events"} <= _tables(dialect, url)
+    assert migrate(url) == ["0001_scores", "0002_flags", "0003_changes", "0004_boards"]
+    assert {"users", "score_events", "boards", "board_scores"} <= _tables(dialect, url)
     assert migrate(url) == []
 
 

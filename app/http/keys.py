@@ -12,11 +12,14 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from app.auth.tokens import Verifier
+    from app.board_hubs import BoardHubs
     from app.config import Settings
     from app.hub import Hub
+    from app.leaderboards import Boards
     from app.live import Live
     from app.moderation import Moderation
     from app.ops.metrics import Metrics
+    from app.periods import Clock
     from app.ratelimit import RateLimiter
     from app.reconcile import Reconciler
     from app.service import Scoreboard
@@ -34,6 +37,9 @@ RECONCILER: web.AppKey[Reconciler] = web.AppKey("scoreboard.reconciler")
 METRICS: web.AppKey[Metrics] = web.AppKey("scoreboard.metrics")
 OPENAPI: web.AppKey[bytes] = web.AppKey("scoreboard.openapi")  # the document, encoded once at startup
 LIVE: web.AppKey[Live] = web.AppKey("scoreboard.live")
+BOARDS: web.AppKey[Boards] = web.AppKey("scoreboard.boards")
+BOARD_HUBS: web.AppKey[BoardHubs] = web.AppKey("scoreboard.board_hubs")  # the watched (board, period) pairs
+CLOCK: web.AppKey[Clock] = web.AppKey("scoreboard.clock")  # periods and the default `at`; tests inject one
 SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("scoreboard.supervisor")  # background tasks, for /readyz, /metrics
 # Redis status for /readyz ("ok", "unavailable" or "not configured"): cached, no round trip.
 REDIS_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("scoreboard.redis_status")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app.http import handlers, ops, stream
+from app.http import board_stream, boards, handlers, ops, stream
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 
@@ -25,6 +25,12 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete("/users/{userId}", handlers.delete_user)
     app.router.add_get("/users/{userId}/events", handlers.user_events)
     app.router.add_delete("/users/{userId}/flag", handlers.clear_flag)
+    app.router.add_get("/boards", boards.list_boards)
+    app.router.add_put("/boards/{boardId}", boards.put_board)
+    app.router.add_delete("/boards/{boardId}", boards.delete_board)
+    app.router.add_get("/boards/{boardId}/top", boards.board_top)
+    app.router.add_get("/boards/{boardId}/scores/{userId}", boards.board_score)
+    app.router.add_get("/boards/{boardId}/stream", board_stream.board_stream)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)

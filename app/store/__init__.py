@@ -7,18 +7,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from app.boards import BoardConfig
 from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, Standing
 from app.store.batch import Outcome
 
 
 class Store(Protocol):
-    async def apply_increments(self, batch: Sequence[Increment]) -> list[Outcome]:
+    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None) -> list[Outcome]:
         """Commit a batch in one transaction, each increment with its own outcome: applied, or a
         replay (applied=False) of a recorded or earlier-in-batch actionId, or the error that refused
-        it alone. Raises ServiceUnavailable only when nothing of the batch was written."""
+        it alone. Raises ServiceUnavailable only when nothing of the batch was written.
+
+        The same transaction adds the applied points to every board and period that counts
+        them, with the boards as it reads them and the period keys of `now` (default: now)."""
 
     async def recorded(self, action_ids: Collection[str]) -> dict[str, IncrementResult]:
         """The recorded results of those actionIds that were ever applied."""
@@ -71,8 +76,27 @@ class ChangeFeed(Protocol):
         deleted users included (their `deleted` is set)."""
 
 
-class Database(Store, AuditLog, ChangeFeed, Protocol):
-    """What open_store yields: both protocols, from one connection pool."""
+class BoardStore(Protocol):
+    """Boards and the scores of their (board, period key) pairs; main's `all` is the Store's."""
+
+    async def boards(self) -> list[BoardConfig]:
+        """Every board, main included, by id."""
+
+    async def save_board(self, board: BoardConfig) -> BoardConfig:
+        """Create or replace a board (ValidationFailed for a time zone the database does not know)."""
+
+    async def delete_board(self, board_id: str) -> bool:
+        """Delete a board and its scores; False if there was none."""
+
+    async def board_ranked(self, board_id: str, key: str, offset: int, limit: int) -> list[Entry]:
+        """Live users of one (board, period key) in rank order, skipping the first `offset`."""
+
+    async def board_standing(self, board_id: str, key: str, user_id: str, around: int) -> Standing | None:
+        """A live user's rank on one (board, period key) and the entries around; None if absent."""
+
+
+class Database(Store, AuditLog, ChangeFeed, BoardStore, Protocol):
+    """What open_store yields: every protocol, from one connection pool."""
 
 
 @asynccontextmanager

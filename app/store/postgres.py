@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from app.store import postgres_batch as pb
 from app.store import postgres_once as once
 from app.store import queries as q
 from app.store.batch import Outcome, Plan
+from app.store.postgres_boards import PostgresBoards
 
 # Errors that mean "the database is not there", as opposed to a bug in a query.
 UNREACHABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, asyncio.TimeoutError, OSError)
@@ -88,7 +90,7 @@ async def open_postgres(url: str, query_timeout: float) -> AsyncIterator[Postgre
         await pool.wait_closed()
 
 
-class PostgresStore:
+class PostgresStore(PostgresBoards):
     def __init__(self, pool: aiopg.Pool, timeout: float) -> None:
         self._pool = pool
         self._timeout = timeout
@@ -102,15 +104,15 @@ class PostgresStore:
             else:
                 yield cur
 
-    async def apply_increments(self, batch: Sequence[Increment]) -> list[Outcome]:
+    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None) -> list[Outcome]:
         recorded: dict[str, IncrementResult] = {}
-        at_once = True
+        at_once, now = True, now or datetime.now(UTC)
         for _ in range(RETRIES):
             try:
                 work = once.work(batch, recorded) if at_once else None
                 if work is not None:
-                    return await self._at_once(batch, recorded, work)
-                return await self._group_commit(batch, recorded)
+                    return await self._at_once(batch, recorded, work, now)
+                return await self._group_commit(batch, recorded, now)
             except psycopg2.errors.NumericValueOutOfRange:
                 at_once = False  # a score would leave 64 bits: the plan refuses only that increment
             except pb.Raced as raced:  # rare: a duplicate committed by another process meanwhile
@@ -120,12 +122,12 @@ class PostgresStore:
         raise ServiceUnavailable("the batch kept conflicting with concurrent writers; nothing was written")
 
     async def _at_once(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult],
-                       work: list[Increment]) -> list[Outcome]:
+                       work: list[Increment], now: datetime) -> list[Outcome]:
         """The batch in one statement, so one round trip and one transaction (see postgres_once)."""
         action_ids = [inc.action_id for inc in work]
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
             try:
-                await cur.execute(once.AT_ONCE, once.params(work))
+                await cur.execute(once.AT_ONCE, once.params(work, now))
                 written, replays = once.read(await cur.fetchall())
             except psycopg2.errors.UniqueViolation:
                 raise pb.Raced(action_ids) from None
@@ -137,7 +139,8 @@ class PostgresStore:
                 written, replays = {a: once.Written(*found[a][:3]) for a in action_ids}, {}
         return once.outcomes(batch, {**recorded, **replays}, written)
 
-    async def _group_commit(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult]) -> list[Outcome]:
+    async def _group_commit(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult],
+                            now: datetime) -> list[Outcome]:
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
             try:
                 planned, seqs = await pb.lock_and_plan(cur, batch, recorded)
@@ -148,12 +151,12 @@ class PostgresStore:
                 await _rollback(conn, cur)
                 raise
             ids = seqs[: len(planned.applied)]
-            await self._write(conn, cur, planned, ids)
+            await self._write(conn, cur, pb.write_params(planned, ids, now), planned, ids)
         return planned.results(ids)
 
-    async def _write(self, conn: Any, cur: Any, planned: Plan, ids: list[int]) -> None:
+    async def _write(self, conn: Any, cur: Any, params: tuple[Any, ...], planned: Plan, ids: list[int]) -> None:
         try:
-            await cur.execute(pb.WRITE, pb.write_params(planned, ids))
+            await cur.execute(pb.WRITE, params)
         except psycopg2.errors.UniqueViolation:  # a duplicate committed by another process meanwhile
             await _rollback(conn, cur)
             raise pb.Raced(planned.columns()[0]) from None

@@ -7,9 +7,11 @@ The cursor comes from app.store.postgres, which owns the driver.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from app.domain import Increment, IncrementResult
+from app.store import board_queries as bq
 from app.store.batch import Plan, UserState, plan
 
 # Users are created and locked in user_id order, so two batches never wait on each other in a cycle.
@@ -24,12 +26,14 @@ LOCK_USERS = """
     FROM users WHERE user_id = ANY(%s::text[]) ORDER BY user_id FOR UPDATE"""
 # Events and scores, then COMMIT, in one round trip. An actionId that another transaction committed
 # meanwhile fails the INSERT (unique_violation) before COMMIT runs: the caller rolls back and
-# replays it. A user's seq becomes the id of their last event in the batch.
+# replays it. A user's seq becomes the id of their last event in the batch. The events' points
+# go to every (board, period key) pair that counts them, keys computed at the given `now`.
 WRITE = """
     INSERT INTO score_events (id, action_id, user_id, action, delta, score_after, caller)
     SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[]);
     UPDATE users SET score = f.score, seq = f.seq
     FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS f(u, score, seq) WHERE users.user_id = f.u;
+""" + bq.WRITE_SCORES + """
     COMMIT"""
 RECORDED = """
     SELECT user_id, action_id, action, delta, score_after, id
@@ -59,8 +63,11 @@ async def lock_and_plan(cur: Any, batch: Sequence[Increment],
     return plan(batch, states, recorded), [int(seq) for seq in rows[0][4]] if rows else []
 
 
-def write_params(planned: Plan, ids: list[int]) -> tuple[list[Any], ...]:
-    """WRITE's arrays: the applied events with their ids, then each user's final score and seq."""
-    last = dict(zip(planned.columns()[1], ids, strict=True))  # user -> id of their last event
+def write_params(planned: Plan, ids: list[int], now: datetime) -> tuple[Any, ...]:
+    """WRITE's arrays: the applied events with their ids, then each user's final score and seq,
+    then the board write's `now` and events (id, user, action, delta)."""
+    columns = planned.columns()
+    last = dict(zip(columns[1], ids, strict=True))  # user -> id of their last event
     finals = list(planned.finals.items())
-    return (ids, *planned.columns(), [u for u, _ in finals], [s for _, s in finals], [last[u] for u, _ in finals])
+    return (ids, *columns, [u for u, _ in finals], [s for _, s in finals], [last[u] for u, _ in finals],
+            now, ids, columns[1], columns[2], columns[3])

@@ -10,14 +10,19 @@ from the user's new total. A deleted user's increments return no row (410). Two 
 whole statement, and then nothing is written: an actionId another transaction committed meanwhile
 (unique_violation: the caller replays it) and a score outside 64 bits (the caller falls back to
 the step-by-step plan, which refuses only the overflowing increment).
+
+The same statement adds the applied points to every (board, period key) pair that counts them,
+with the keys computed from the boards it reads, at the `now` it is given (app.store.board_queries).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from app.domain import Increment, IncrementResult
 from app.errors import UserDeleted
+from app.store import board_queries as bq
 from app.store import queries as q
 from app.store.batch import Outcome
 
@@ -43,11 +48,14 @@ AT_ONCE = """
                                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0),
                req.c
         FROM req JOIN ids USING (n) JOIN up ON up.user_id = req.u ORDER BY req.n
-        RETURNING action_id, id, score_after, user_id)
+        RETURNING action_id, id, score_after, user_id),{pairs},
+    board_rows AS ({board_upsert})
     SELECT ev.action_id, ev.id, ev.score_after, up.display_name, NULL, NULL, NULL
     FROM ev JOIN up USING (user_id)
     UNION ALL
-    SELECT action_id, id, score_after, NULL, user_id, action, delta FROM rec"""
+    SELECT action_id, id, score_after, NULL, user_id, action, delta FROM rec""".format(
+    pairs=bq.PAIRS, board_upsert=bq.UPSERT_SCORES.format(
+        source="(SELECT ids.id, req.u, req.act, req.d FROM req JOIN ids USING (n) JOIN up ON up.user_id = req.u) AS e"))
 
 
 class Written(NamedTuple):
@@ -76,9 +84,9 @@ def work(batch: Sequence[Increment], recorded: Mapping[str, IncrementResult]) ->
     return fresh if len({inc.action_id for inc in fresh}) == len(fresh) else None
 
 
-def params(work: Sequence[Increment]) -> tuple[list[Any], ...]:
+def params(work: Sequence[Increment], now: datetime) -> tuple[Any, ...]:
     return ([i.action_id for i in work], [i.user_id for i in work], [i.action for i in work],
-            [i.delta for i in work], [i.caller for i in work])
+            [i.delta for i in work], [i.caller for i in work], now)
 
 
 def outcomes(batch: Sequence[Increment], recorded: Mapping[str, IncrementResult],

@@ -5,6 +5,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, St
 from app.errors import ServiceUnavailable, UserDeleted
 from app.store import queries as q
 from app.store.batch import Outcome, Plan, UserState, plan
+from app.store.sqlite_boards import SqliteBoards
 
 NEXT_SEQ = "UPDATE score_seq SET value = value + 1 RETURNING value"
 TAKE_SEQS = "UPDATE score_seq SET value = value + ? RETURNING value"
@@ -61,7 +63,7 @@ async def open_sqlite(url: str, query_timeout: float) -> AsyncIterator[SqliteSto
         await conn.close()
 
 
-class SqliteStore:
+class SqliteStore(SqliteBoards):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         # One connection: a lock keeps reads from seeing another task's uncommitted writes.
@@ -96,14 +98,17 @@ class SqliteStore:
     async def _next_seq(self) -> int:
         return int((await self._one(NEXT_SEQ, ()))[0])
 
-    async def apply_increments(self, batch: Sequence[Increment]) -> list[Outcome]:
+    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None) -> list[Outcome]:
         # One BEGIN IMMEDIATE per batch; transactions are serialised, so every check here is exact.
         async with self._session(transaction=True):
             recorded = await self._recorded({inc.action_id for inc in batch})
             fresh = [inc for inc in batch if inc.action_id not in recorded]
             states = await self._user_states({inc.user_id for inc in fresh})
             planned = plan(batch, states, recorded)
-            return planned.results(await self._write(planned, states))
+            ids = await self._write(planned, states)
+            applied = [planned.batch[index] for index, _ in planned.applied]
+            await self._write_boards(list(zip(ids, applied, strict=True)), now or datetime.now(UTC))
+            return planned.results(ids)
 
     async def _user_states(self, user_ids: set[str]) -> dict[str, UserState]:
         """Every user's state, after creating the unknown ones at 0 (in sorted order, one seq each)."""

@@ -1,0 +1,172 @@
+"""One debounced hub per watched (board, period): created by the first stream, dropped after the last.
+
+Only watched pairs are read and pushed: an unwatched board costs nothing per push. Each hub works
+as the main hub does (app/hub.py): the bus says "look again", at most one push per interval,
+newest state wins, each push encoded once and written by its own stream registry in one pass.
+A hub follows the current period: when the clock passes the period's end it sends the ended
+period's final state as an `update`, then the new period's `snapshot`, in one frame so that
+no stream gets one without the other.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from app.boards import BoardConfig
+from app.domain import Entry
+from app.errors import ServiceUnavailable
+from app.live import Bus
+from app.periods import Clock, period_end, period_key
+from app.snapshot import Snapshot, encode
+from app.streams import Frame, StreamRegistry
+
+log = logging.getLogger(__name__)
+TOP_SIZE = 10
+ROLLOVER_TICK = 1.0  # seconds: the longest a hub goes without looking at the clock
+UNCAPPED = 1 << 30  # a pair's registry: the caps are the main registry's, which admits every stream too
+
+Read = Callable[[str, str, int], Awaitable[list[Entry]]]  # (board, period key, limit) -> entries
+
+
+def pair_snapshot(entries: list[Entry], board_id: str, period: str, key: str) -> Snapshot:
+    """A (board, period key) state: the /top body plus board, period and periodKey; the version
+    also hashes the board and key, so two periods that show the same users never share one."""
+    visible = [board_id, key, [[e.user_id, e.display_name, e.score] for e in entries]]
+    version = hashlib.sha256(json.dumps(visible, separators=(",", ":")).encode()).hexdigest()[:20]
+    plain = Snapshot(tuple(entries), version, time.time())
+    body = {**plain.body(), "board": board_id, "period": period, "periodKey": key}
+    return Snapshot(plain.entries, version, plain.generated_at, encode(body))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    interval: float
+    ping_interval: float
+    send_timeout: float
+
+
+class PairHub:
+    def __init__(self, board: BoardConfig, period: str, read: Read, bus: Bus, clock: Clock,
+                 settings: StreamSettings) -> None:
+        self.board, self.period = board, period
+        self._read_entries, self._bus, self._clock, self._interval = read, bus, clock, settings.interval
+        self.streams = StreamRegistry(UNCAPPED, UNCAPPED, settings.interval, settings.ping_interval,
+                                      settings.send_timeout)
+        self.key = period_key(period, clock(), board.zone)
+        self.snapshot = pair_snapshot([], board.board_id, period, self.key)
+        self.snapshot_frame = self.snapshot.sse("snapshot")
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self.streams.keep_alive())]
+
+    async def ready(self) -> None:
+        """Wait for the first read (its error, if it failed)."""
+        await asyncio.shield(self._ready)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if not self._ready.done():
+            self._ready.cancel()
+
+    async def _read(self, key: str) -> Snapshot:
+        return pair_snapshot(await self._read_entries(self.board.board_id, key, TOP_SIZE),
+                             self.board.board_id, self.period, key)
+
+    async def _run(self) -> None:
+        try:
+            self._set(await self._read(self.key))
+        except Exception as exc:  # every watcher gets it from ready(); the last one stops this hub
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(None)
+        async with self._bus.subscribe() as messages:
+            while True:
+                changed = await self._next(messages)
+                try:
+                    if period_key(self.period, self._clock(), self.board.zone) != self.key:
+                        await self._roll_over()
+                    elif changed:
+                        await self._refresh()
+                except ServiceUnavailable as exc:
+                    log.warning("board %s %s not refreshed, database unavailable: %s",
+                                self.board.board_id, self.period, exc)
+
+    async def _next(self, messages: AsyncIterator[str]) -> bool:
+        """True after a bus message; False when it is time to look at the clock."""
+        end = period_end(self.period, self._clock(), self.board.zone)
+        left = ROLLOVER_TICK if end is None else (end - self._clock()).total_seconds()
+        try:
+            await asyncio.wait_for(anext(messages), max(min(left, ROLLOVER_TICK), 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    async def _refresh(self) -> None:
+        await _until(self.streams.last_push + self._interval)
+        snapshot = await self._read(self.key)
+        if snapshot.version != self.snapshot.version:
+            update = Frame.of(snapshot.sse("update", ts=int(time.time() * 1000)))
+            self._set(snapshot)
+            self.streams.push(update)
+
+    async def _roll_over(self) -> None:
+        """The ended period's final state as an update, then the new period's snapshot."""
+        key = period_key(self.period, self._clock(), self.board.zone)
+        final, fresh = await self._read(self.key), await self._read(key)
+        frame = Frame.of(final.sse("update", ts=int(time.time() * 1000)) + fresh.sse("snapshot"))
+        self.key = key
+        self._set(fresh)
+        self.streams.push(frame)
+
+    def _set(self, snapshot: Snapshot) -> None:
+        self.snapshot, self.snapshot_frame = snapshot, snapshot.sse("snapshot")
+
+
+class BoardHubs:
+    """The hubs of the watched pairs of this process."""
+
+    def __init__(self, read: Read, bus: Bus, clock: Clock, settings: StreamSettings) -> None:
+        self._read, self._bus, self._clock, self._settings = read, bus, clock, settings
+        self._hubs: dict[tuple[str, str], PairHub] = {}
+        self._watchers: Counter[tuple[str, str]] = Counter()
+
+    def watched(self, board_id: str, period: str) -> PairHub | None:
+        return self._hubs.get((board_id, period))
+
+    @contextlib.asynccontextmanager
+    async def watch(self, board: BoardConfig, period: str) -> AsyncIterator[PairHub]:
+        """The pair's hub for the block, its first top 10 read; the last watcher stops it."""
+        pair = (board.board_id, period)
+        hub = self._hubs.get(pair)
+        if hub is None:
+            hub = self._hubs[pair] = PairHub(board, period, self._read, self._bus, self._clock, self._settings)
+        self._watchers[pair] += 1
+        try:
+            await hub.ready()
+            yield hub
+        finally:
+            self._watchers[pair] -= 1
+            if not self._watchers[pair]:
+                del self._watchers[pair], self._hubs[pair]
+                await hub.stop()
+
+    async def close(self) -> None:
+        for hub in list(self._hubs.values()):
+            await hub.stop()
+        self._hubs.clear()
+        self._watchers.clear()
+
+
+async def _until(moment: float) -> None:
+    delay = moment - time.monotonic()
+    await asyncio.sleep(delay + 1e-6 if delay > 0 else 0)

@@ -1,0 +1,95 @@
+"""Period keys and boundaries: which period contains an instant in a time zone, and when it ends.
+
+Pure functions over an injectable clock. A period is a key, never a reset: `all`, a day
+`2026-11-23`, an ISO week `2026-W48` (weeks start on Monday) or a month `2026-11`. Keys of one
+period kind sort in time order as strings. PostgreSQL computes the same keys in the write
+statement (app/store/board_queries.py): `to_char` with `YYYY-MM-DD`, `IYYY-"W"IW`, `YYYY-MM`.
+"""
+from __future__ import annotations
+
+import functools
+import zoneinfo
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+PERIODS = ("all", "daily", "weekly", "monthly")
+ALL = "all"
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """Now, as an aware UTC datetime: the clock of a running service (tests inject their own)."""
+    return datetime.now(UTC)
+
+
+@functools.cache
+def time_zones() -> frozenset[str]:
+    """Every IANA time zone name this machine knows (read once: it scans the tz database)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+@functools.cache
+def zone(name: str) -> ZoneInfo:
+    """The time zone of an IANA name; KeyError for a name the tz database does not have."""
+    if name not in time_zones():
+        raise KeyError(name)
+    return ZoneInfo(name)
+
+
+def day_key(period: str, day: date) -> str:
+    """The key of the `period` that contains the local calendar `day`."""
+    if period == "daily":
+        return day.isoformat()
+    if period == "weekly":
+        year, week, _ = day.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    if period == "monthly":
+        return f"{day.year:04d}-{day.month:02d}"
+    if period == ALL:
+        return ALL
+    raise ValueError(f"unknown period {period!r}")
+
+
+def local_day(instant: datetime, tz: ZoneInfo) -> date:
+    return instant.astimezone(tz).date()
+
+
+def period_key(period: str, instant: datetime, tz: ZoneInfo) -> str:
+    """The key of the `period` containing `instant` (aware) in time zone `tz`."""
+    return day_key(period, local_day(instant, tz))
+
+
+def first_day(period: str, day: date) -> date:
+    """The first local day of the `period` that contains `day`."""
+    if period == "weekly":
+        return day - timedelta(days=day.weekday())
+    if period == "monthly":
+        return day.replace(day=1)
+    return day
+
+
+def next_first_day(period: str, day: date) -> date:
+    """The first local day of the period after the one that contains `day`."""
+    start = first_day(period, day)
+    if period == "daily":
+        return start + timedelta(days=1)
+    if period == "weekly":
+        return start + timedelta(days=7)
+    return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def period_end(period: str, instant: datetime, tz: ZoneInfo) -> datetime | None:
+    """When the `period` containing `instant` ends (the next one's first local midnight, as UTC);
+    None for `all`, which never ends."""
+    if period == ALL:
+        return None
+    following = next_first_day(period, local_day(instant, tz))
+    # Local midnight as the zone defines it (fold=0 for a repeated hour, shifted past a gap).
+    return datetime.combine(following, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def is_future(period: str, day: date, now: datetime, tz: ZoneInfo) -> bool:
+    """Whether the period containing the local `day` starts after the one containing `now`."""
+    return day_key(period, day) > period_key(period, now, tz)

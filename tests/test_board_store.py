@@ -1,0 +1,118 @@
+"""The BoardStore protocol on both dialects: boards, and increments counted on every board and
+period in the batch's own transaction, with keys from the `now` the caller passes."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from app.boards import DEFAULT_MAIN, BoardConfig
+from app.domain import Increment
+from app.errors import AppError
+from app.store import Database
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # Wednesday of 2026-W48
+NEXT_WEEK = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+ALL_PERIODS = ("all", "daily", "weekly", "monthly")
+
+
+async def _apply(store: Database, user: str, action: str = "complete", delta: int = 10, now: datetime = NOW,
+                 action_id: str | None = None) -> None:
+    inc = Increment(user, action_id or uuid.uuid4().hex, action, delta, "g")
+    [outcome] = await store.apply_increments([inc], now)
+    if isinstance(outcome, AppError):
+        raise outcome
+
+
+def _ranking(entries: list[object]) -> list[tuple[str, int]]:
+    return [(e.user_id, e.score) for e in entries]  # type: ignore[attr-defined]
+
+
+async def test_main_exists_and_boards_are_saved_and_deleted(database: Database) -> None:
+    assert await database.boards() == [DEFAULT_MAIN]
+    weekly = BoardConfig("weekly-wins", "Wins this week", ("win",), ("weekly",), "Europe/Paris")
+    assert await database.save_board(weekly) == weekly
+    replaced = BoardConfig("weekly-wins", "Wins", None, ("all", "daily"), "UTC")
+    await database.save_board(replaced)
+    assert await database.boards() == [DEFAULT_MAIN, replaced]
+    assert await database.delete_board("weekly-wins")
+    assert not await database.delete_board("weekly-wins")
+    assert await database.boards() == [DEFAULT_MAIN]
+
+
+async def test_one_increment_counts_on_every_board_and_period_that_counts_its_action(database: Database) -> None:
+    await database.save_board(BoardConfig("wins", "Wins", ("win",), ALL_PERIODS))
+    await database.save_board(BoardConfig("any", "Any", None, ("daily",), "Asia/Tokyo"))
+    await _apply(database, "u1", "win", 25)
+    await _apply(database, "u1", "complete", 10)
+    await _apply(database, "u2", "win", 25)
+    assert _ranking(await database.ranked(0, 10)) == [("u1", 35), ("u2", 25)]
+    for key in ("all", "2026-11-25", "2026-W48", "2026-11"):
+        assert _ranking(await database.board_ranked("wins", key, 0, 10)) == [("u1", 25), ("u2", 25)], key
+    assert _ranking(await database.board_ranked("any", "2026-11-25", 0, 10)) == [("u1", 35), ("u2", 25)]
+    assert await database.board_ranked("main", "2026-11-25", 0, 10) == []  # main has only `all`
+
+
+async def test_periods_are_keys_a_new_period_starts_empty_and_the_old_one_stays(database: Database) -> None:
+    await database.save_board(BoardConfig("b", "B", None, ("all", "weekly")))
+    await _apply(database, "u1", delta=10)
+    await _apply(database, "u2", delta=10, now=NEXT_WEEK)
+    await _apply(database, "u1", delta=5, now=NEXT_WEEK)
+    assert _ranking(await database.board_ranked("b", "2026-W48", 0, 10)) == [("u1", 10)]
+    assert _ranking(await database.board_ranked("b", "2026-W49", 0, 10)) == [("u2", 10), ("u1", 5)]
+    assert _ranking(await database.board_ranked("b", "all", 0, 10)) == [("u1", 15), ("u2", 10)]
+
+
+async def test_board_ties_rank_by_who_reached_the_score_first_and_standing_has_the_window(database: Database) -> None:
+    await database.save_board(BoardConfig("b", "B", None, ("daily",)))
+    await _apply(database, "late", delta=20)
+    await _apply(database, "early", delta=10)
+    await _apply(database, "early", delta=10)  # reaches 20 on this board after "late"
+    await _apply(database, "low", delta=5)
+    assert _ranking(await database.board_ranked("b", "2026-11-25", 0, 10)) == [("late", 20), ("early", 20), ("low", 5)]
+    standing = await database.board_standing("b", "2026-11-25", "early", 1)
+    assert standing is not None and standing.rank == 2
+    assert [e.user_id for e in standing.around] == ["late", "early", "low"]
+    assert await database.board_standing("b", "2026-11-25", "nobody", 0) is None
+    assert await database.board_standing("b", "2026-11-26", "early", 0) is None
+
+
+async def test_a_deleted_user_leaves_every_board_at_once(database: Database) -> None:
+    await database.save_board(BoardConfig("b", "B", None, ALL_PERIODS))
+    await database.save_user("gone", "Bob")
+    await _apply(database, "gone", delta=50)
+    await _apply(database, "stays", delta=10)
+    assert await database.delete_user("gone")
+    for key in ("all", "2026-11-25", "2026-W48", "2026-11"):
+        assert _ranking(await database.board_ranked("b", key, 0, 10)) == [("stays", 10)]
+        assert await database.board_standing("b", key, "gone", 0) is None
+
+
+async def test_a_replay_changes_nothing_on_any_board(database: Database) -> None:
+    await database.save_board(BoardConfig("b", "B", None, ("all", "daily")))
+    await _apply(database, "u1", action_id="once")
+    await _apply(database, "u1", action_id="once")
+    await _apply(database, "u1", action_id="once", now=NEXT_WEEK)  # a replay in another period too
+    assert _ranking(await database.board_ranked("b", "all", 0, 10)) == [("u1", 10)]
+    assert _ranking(await database.board_ranked("b", "2026-11-25", 0, 10)) == [("u1", 10)]
+    assert await database.board_ranked("b", "2026-12-01", 0, 10) == []
+
+
+async def test_a_batch_counts_each_users_points_per_pair(database: Database) -> None:
+    await database.save_board(BoardConfig("wins", "Wins", ("win",), ("daily",)))
+    batch = [Increment("u1", "a1", "win", 25, "g"), Increment("u1", "a2", "complete", 10, "g"),
+             Increment("u2", "a3", "win", 25, "g"), Increment("u1", "a4", "win", 25, "g"),
+             Increment("u1", "a1", "win", 25, "g")]  # a replay within the batch
+    outcomes = await database.apply_increments(batch, NOW)
+    assert [getattr(o, "applied", None) for o in outcomes] == [True, True, True, True, False]
+    assert _ranking(await database.board_ranked("wins", "2026-11-25", 0, 10)) == [("u1", 50), ("u2", 25)]
+
+
+async def test_a_board_change_applies_to_later_increments_only(database: Database) -> None:
+    await _apply(database, "u1", delta=10)
+    await database.save_board(BoardConfig("b", "B", None, ("all",)))
+    await _apply(database, "u1", delta=5)
+    assert _ranking(await database.board_ranked("b", "all", 0, 10)) == [("u1", 5)]
+    await database.save_board(BoardConfig("main", "Main", None, ("all", "daily")))
+    await _apply(database, "u2", delta=7)
+    assert _ranking(await database.board_ranked("main", "2026-11-25", 0, 10)) == [("u2", 7)]
+    assert _ranking(await database.ranked(0, 10)) == [("u1", 15), ("u2", 7)]
