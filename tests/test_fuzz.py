@@ -165,3 +165,30 @@ def test_a_jwks_document_is_keys_or_value_error(document: Any) -> None:
         return
     # Random documents rarely hold a real public key; when one does, every key is a signing key by kid.
     assert keys and all(isinstance(kid, str) and kid for kid in keys)
+
+
+board_bodies = st.fixed_dictionaries({}, optional={
+    "title": json_values, "actions": json_values | st.lists(st.sampled_from(["complete", "nope"]) | wide_text(8)),
+    "periods": json_values | st.lists(st.sampled_from(["all", "daily", "weekly", "monthly", "yearly"])),
+    "timeZone": st.sampled_from(["UTC", "Europe/Paris", "localtime", "../etc", "Etc/GMT+5"]) | wide_text(20),
+}).map(lambda value: json.dumps(value).encode())
+board_queries = st.dictionaries(st.sampled_from(["period", "at", "limit", "around"]), st.sampled_from(
+    ["all", "daily", "weekly", "2026-11-23", "9999-12-31", "0001-01-01", "2026-02-30"]) | st.text(max_size=20),
+                                max_size=4)
+
+
+@FUZZ
+@given(board_id=st.sampled_from(["main", "b"]) | path_ids, body=board_bodies | bodies, extra=headers,
+       auth=st.just(f"Bearer {token('boards:write')}") | authorizations)
+async def test_put_board_never_fails_with_500(fuzzed: Client, board_id: str, body: bytes, auth: str | None,
+                                              extra: dict[str, str]) -> None:
+    await _send(fuzzed, "PUT", f"/boards/{board_id}", auth, extra, body)
+
+
+@FUZZ
+@given(route=st.sampled_from(["/boards/{}/top", "/boards/{}/scores/u1", "/boards/main/scores/{}"]),
+       board_id=st.sampled_from(["main", "b"]) | path_ids, query=board_queries)
+async def test_board_reads_never_fail_with_500(fuzzed: Client, route: str, board_id: str,
+                                               query: dict[str, str]) -> None:
+    path = route.format(board_id) + ("?" + "&".join(f"{k}={quote(v)}" for k, v in query.items()) if query else "")
+    await _send(fuzzed, "GET", path, None, {})

@@ -11,6 +11,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from app import errors
 from app.config import Settings
 from app.http import schemas
+from app.http.board_openapi import board_paths
 
 JSON = "application/json"
 ERRORS: tuple[type[errors.AppError], ...] = (
@@ -38,6 +39,8 @@ def openapi_document(settings: Settings) -> bytes:
         spec.components.response(str(error.status), {
             "description": f"`{error.code}`", "content": {JSON: {"schema": "ErrorBody"}}})
     for path, operations in _paths(increment_body).items():
+        spec.path(path=path, operations=operations)
+    for path, operations in board_paths(_operation, _json, _content, list(settings.actions)).items():
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
     document["components"]["schemas"]["IncrementBody"]["properties"]["action"]["enum"] = [*settings.actions, None]
