@@ -1,5 +1,9 @@
 /* Scoreboard page: renders GET /top, follows GET /stream, falls back to polling GET /top.
  *
+ * The URL picks the board and period: ?board=wins&period=weekly reads /boards/wins/top and
+ * /boards/wins/stream (main's all-time period, the default, reads /top and /stream); &pin=1
+ * hides the switcher, so a wall screen stays on one board. Switching loads the new URL.
+ *
  * User text is only ever written through textContent: the page runs under a
  * Content-Security-Policy without 'unsafe-inline', and display names are untrusted.
  */
@@ -13,6 +17,7 @@
   const MARK_MS = 6000;           // how long a rank-change marker stays on a row
   const ANNOUNCED = 3;            // rank changes spelled out in the live summary
 
+  const PERIOD_NAMES = { all: 'All time', daily: 'Today', weekly: 'This week', monthly: 'This month' };
   const ARROWS = { up: '\u25B2', down: '\u25BC', new: 'new' };
   const LABELS = { up: 'moved up', down: 'moved down', new: 'new in the top 10' };
 
@@ -24,7 +29,13 @@
     empty: document.getElementById('empty'),
     summary: document.getElementById('summary'),
     updated: document.getElementById('updated'),
+    title: document.getElementById('title'),
+    periodLine: document.getElementById('period-line'),
+    switcher: document.getElementById('switcher'),
+    boardSelect: document.getElementById('board-select'),
+    periodSelect: document.getElementById('period-select'),
   };
+  const view = readView();
   const numbers = new Intl.NumberFormat();
 
   let version = null;        // version of the rendered state, sent as lastEventId / If-None-Match
@@ -38,6 +49,88 @@
   let polling = false;
   let pollTimer = 0;
   let retryTimer = 0;
+
+  // ---------------------------------------------------------------- board and period
+
+  function readView() {
+    const params = new URLSearchParams(window.location.search);
+    const board = params.get('board') || 'main';
+    const period = params.get('period') || 'all';
+    return {
+      board: board, period: period, pinned: params.get('pin') === '1',
+      main: board === 'main' && period === 'all',
+    };
+  }
+
+  // main's all-time period keeps its own endpoints; every other pair is under /boards/{id}.
+  function endpoint(name) {
+    if (view.main) return '/' + name;
+    return '/boards/' + encodeURIComponent(view.board) + '/' + name + '?period=' + encodeURIComponent(view.period);
+  }
+
+  function withLastEventId(url) {
+    if (!version) return url;
+    return url + (url.indexOf('?') < 0 ? '?' : '&') + 'lastEventId=' + encodeURIComponent(version);
+  }
+
+  function showPeriod(body) {
+    if (typeof body.periodKey !== 'string' || body.period === 'all') return;
+    el.periodLine.hidden = false;
+    setText(el.periodLine, (PERIOD_NAMES[body.period] || body.period) + ' \u00B7 ' + body.periodKey);
+  }
+
+  async function loadSwitcher() {
+    let boards;
+    try {
+      const response = await fetch('/boards', { cache: 'no-store' });
+      if (!response.ok) return;
+      boards = (await response.json()).boards;
+    } catch (err) {
+      return;  // no switcher: the board in the URL still shows
+    }
+    const current = boards.find(function (b) { return b.id === view.board; });
+    if (current) {
+      setText(el.title, String(current.title));
+      document.title = String(current.title);
+    }
+    if (view.pinned) return;
+    fillSelect(el.boardSelect, boards.map(function (b) { return [b.id, String(b.title)]; }), view.board);
+    const periods = current ? current.periods : [view.period];
+    fillSelect(el.periodSelect, periods.map(function (p) { return [p, PERIOD_NAMES[p] || p]; }), view.period);
+    el.switcher.hidden = false;
+  }
+
+  function fillSelect(select, options, selected) {
+    for (const [value, text] of options) {
+      const option = document.createElement('option');
+      option.value = value;
+      option.textContent = text;
+      option.selected = value === selected;
+      select.appendChild(option);
+    }
+  }
+
+  // A new board keeps the period when it has it, else takes its first.
+  function switchTo(board, period) {
+    const params = new URLSearchParams();
+    if (board !== 'main' || period !== 'all') {
+      params.set('board', board);
+      params.set('period', period);
+    }
+    const query = params.toString();
+    window.location.search = query ? '?' + query : '';
+  }
+
+  el.boardSelect.addEventListener('change', async function () {
+    const response = await fetch('/boards', { cache: 'no-store' });
+    const boards = response.ok ? (await response.json()).boards : [];
+    const board = boards.find(function (b) { return b.id === el.boardSelect.value; });
+    const periods = board ? board.periods : ['all'];
+    switchTo(el.boardSelect.value, periods.indexOf(view.period) >= 0 ? view.period : periods[0]);
+  });
+  el.periodSelect.addEventListener('change', function () {
+    switchTo(view.board, el.periodSelect.value);
+  });
 
   // ---------------------------------------------------------------- rendering
 
@@ -57,6 +150,7 @@
         changes.bumped.has(String(entry.userId)));
     });
     el.empty.hidden = body.entries.length > 0;
+    showPeriod(body);
     showUpdated(body.generatedAt);
     announce(changes.moves);
     scheduleSweep();
@@ -205,17 +299,17 @@
 
   async function fetchTop() {
     const headers = version ? { 'If-None-Match': '"' + version + '"' } : {};
-    const response = await fetch('/top', { headers: headers, cache: 'no-store' });
+    const response = await fetch(endpoint('top'), { headers: headers, cache: 'no-store' });
     if (response.status === 304) return;
-    if (!response.ok) throw new Error('GET /top answered ' + response.status);
+    if (response.status === 404) throw new NotFound();
+    if (!response.ok) throw new Error('GET top answered ' + response.status);
     render(await response.json());
   }
 
   function openStream() {
     closeStream();
     clearTimeout(retryTimer);
-    const url = version ? '/stream?lastEventId=' + encodeURIComponent(version) : '/stream';
-    const es = new EventSource(url);
+    const es = new EventSource(withLastEventId(endpoint('stream')));
     source = es;
     streamErrors = 0;
     armOpenTimer(es);
@@ -300,12 +394,21 @@
     clearTimeout(retryTimer);
   }
 
+  function NotFound() {}
+
   async function start() {
     setStatus('connecting');
+    loadSwitcher();
     try {
       await fetchTop();
     } catch (err) {
-      // The stream's snapshot renders the board instead.
+      if (err instanceof NotFound) {  // no such board or period: nothing to follow
+        setText(el.empty, 'No such board or period.');
+        el.empty.hidden = false;
+        setStatus('not found');
+        return;
+      }
+      // Otherwise the stream's snapshot renders the board instead.
     }
     openStream();
   }

@@ -90,8 +90,9 @@ class Api:
         claims = {"sub": "test", "scope": scope, "aud": "scoreboard", "exp": int(time.time()) + 600}
         return jwt.encode(claims, self.service.secret, algorithm="HS256")
 
-    async def _call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.token()}"}
+    async def _call(self, method: str, path: str, body: dict[str, Any],
+                    scope: str = "scores:write users:write") -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token(scope)}"}
         url = self.service.url + path
         async with self.session.request(method, url, json=body, headers=headers) as resp:
             text = await resp.text()
@@ -110,8 +111,11 @@ class Api:
     async def rename(self, user_id: str, display_name: str) -> dict[str, Any]:
         return await self._call("PUT", f"/users/{user_id}", {"displayName": display_name})
 
-    async def top(self) -> dict[str, Any]:
-        async with self.session.get(self.service.url + "/top") as resp:
+    async def put_board(self, board_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("PUT", f"/boards/{board_id}", body, scope="boards:write")
+
+    async def top(self, path: str = "/top") -> dict[str, Any]:
+        async with self.session.get(self.service.url + path) as resp:
             assert resp.status == 200
             result: dict[str, Any] = await resp.json()
             return result
