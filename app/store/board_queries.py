@@ -31,7 +31,7 @@ BOARD_AHEAD = """
 # after WITH. main's `all` period is the users table, so it is not a pair here.
 PAIRS = """
     clock AS (SELECT %s::timestamptz AS now),
-    pairs AS (
+    pairs AS MATERIALIZED (
         SELECT b.board_id, b.actions, CASE p.period
                 WHEN 'daily' THEN to_char(timezone(b.time_zone, clock.now), 'YYYY-MM-DD')
                 WHEN 'weekly' THEN to_char(timezone(b.time_zone, clock.now), 'IYYY-"W"IW')
