@@ -65,7 +65,8 @@ def board_paths(operation: Operation, json_content: Callable[[str, Any], dict[st
             "description": not_found + "; so is a user with no score in that period"}},
         "/boards/{boardId}/stream": {"get": operation("A board's period, live", {
             "200": text_content("an event stream", "text/event-stream", PAIR_STREAM),
-        }, (400, 404, 429, 503), parameters=[_board(), {"in": "query", "schema": bs.BoardStreamQuery},
-                                             {"in": "header", "name": "Last-Event-ID", "schema": {"type": "string"},
-                                              "required": False}])},
+        }, (400, 404, 429, 503), parameters=[
+            _board(), {"in": "query", "schema": bs.BoardStreamQuery},
+            {"in": "query", "name": "lastEventId", "schema": {"type": "string"}, "required": False},
+            {"in": "header", "name": "Last-Event-ID", "schema": {"type": "string"}, "required": False}])},
     }

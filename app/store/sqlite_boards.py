@@ -49,8 +49,8 @@ class SqliteBoards:
 
     async def _write_boards(self, events: Sequence[tuple[int, Increment]], now: datetime) -> None:
         """Inside the batch's transaction: add the applied events' points to every pair."""
-        if events:
-            rows = board_rows(await self._all_boards(), events, now)
+        rows = board_rows(await self._all_boards(), events, now) if events else []
+        if rows:  # none on a service with only main's all period
             await self._conn.executemany(bq.SQLITE_UPSERT, rows)
 
     async def boards(self) -> list[BoardConfig]:
