@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from app.boards import DEFAULT_MAIN, BoardConfig
 from app.domain import Increment
 from app.errors import AppError
+from app.periods import period_key, zone
 from app.store import Database
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # Wednesday of 2026-W48
@@ -116,3 +119,21 @@ async def test_a_board_change_applies_to_later_increments_only(database: Databas
     await _apply(database, "u2", delta=7)
     assert _ranking(await database.board_ranked("main", "2026-11-25", 0, 10)) == [("u2", 7)]
     assert _ranking(await database.ranked(0, 10)) == [("u1", 15), ("u2", 7)]
+
+
+@pytest.mark.parametrize("instant", [
+    datetime(2026, 11, 25, 23, 30, tzinfo=UTC),  # already Thursday in Tokyo and Auckland
+    datetime(2026, 11, 29, 23, 30, tzinfo=UTC),  # Sunday night in UTC: Monday of W49 in Tokyo
+    datetime(2026, 11, 30, 11, 0, tzinfo=UTC),  # still November in Los Angeles, December in Auckland
+    datetime(2026, 12, 31, 23, 59, tzinfo=UTC),  # ISO week 53 of 2026, and 2027 in Tokyo
+    datetime(2027, 1, 3, 12, 0, tzinfo=UTC),  # a Sunday still in 2026-W53
+])
+async def test_the_database_computes_the_keys_the_periods_module_does(database: Database, instant: datetime) -> None:
+    zones = ("UTC", "Asia/Tokyo", "America/Los_Angeles", "Pacific/Auckland")
+    for number, name in enumerate(zones):
+        await database.save_board(BoardConfig(f"z{number}", name, None, ("daily", "weekly", "monthly"), name))
+    await _apply(database, "u1", now=instant)
+    for number, name in enumerate(zones):
+        for period in ("daily", "weekly", "monthly"):
+            key = period_key(period, instant, zone(name))
+            assert _ranking(await database.board_ranked(f"z{number}", key, 0, 10)) == [("u1", 10)], (name, period, key)

@@ -138,3 +138,14 @@ async def test_main_all_through_the_board_stream(client: Client) -> None:
         first = await reader.event(WAIT)
         body = first.json()
         assert (body["board"], body["periodKey"], _scores(body)) == ("main", "all", [("u1", 10)])
+
+
+async def test_a_deleted_user_leaves_a_watched_board_at_once(client: Client) -> None:
+    await _inc(client, "gone")
+    await _inc(client, "stays")
+    async with _stream(client) as reader:
+        assert _scores((await reader.event(WAIT)).json()) == [("gone", 10), ("stays", 10)]
+        assert (await client.delete("/users/gone", headers=auth())).status == 204
+        update = await reader.event(WAIT)
+        assert (update.type, _scores(update.json())) == ("update", [("stays", 10)])
+        assert _scores(await (await client.get("/boards/b/top?period=daily")).json()) == [("stays", 10)]
