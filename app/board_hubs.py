@@ -63,6 +63,7 @@ class PairHub:
         self.snapshot = pair_snapshot([], board.board_id, period, self.key)
         self.snapshot_frame = self.snapshot.sse("snapshot")
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.current = False  # True once the first read is in: `snapshot` is the pair's state
         self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self.streams.keep_alive())]
 
     async def ready(self) -> None:
@@ -83,23 +84,29 @@ class PairHub:
                              self.board.board_id, self.period, key)
 
     async def _run(self) -> None:
-        try:
-            self._set(await self._read(self.key))
-        except Exception as exc:  # every watcher gets it from ready(); the last one stops this hub
-            self._ready.set_exception(exc)
-            return
-        self._ready.set_result(None)
+        # Subscribed before the first read: a change committed after the read is heard.
         async with self._bus.subscribe() as messages:
+            try:
+                self._set(await self._read(self.key))
+            except Exception as exc:  # every watcher gets it from ready(); the last one stops this hub
+                self._ready.set_exception(exc)
+                return
+            self.current = True
+            self._ready.set_result(None)
             while True:
-                changed = await self._next(messages)
-                try:
-                    if period_key(self.period, self._clock(), self.board.zone) != self.key:
-                        await self._roll_over()
-                    elif changed:
-                        await self._refresh()
-                except ServiceUnavailable as exc:
-                    log.warning("board %s %s not refreshed, database unavailable: %s",
-                                self.board.board_id, self.period, exc)
+                await self._step(await self._next(messages))
+
+    async def _step(self, changed: bool) -> None:
+        """Roll over if the period ended, else read again after a change; a failure waits for the next."""
+        try:
+            if period_key(self.period, self._clock(), self.board.zone) != self.key:
+                await self._roll_over()
+            elif changed:
+                await self._refresh()
+        except ServiceUnavailable as exc:
+            log.warning("board %s %s not refreshed, database unavailable: %s", self.board.board_id, self.period, exc)
+        except Exception:  # a surprise must not silence the pair for its watchers: the next change retries
+            log.exception("board %s %s not refreshed", self.board.board_id, self.period)
 
     async def _next(self, messages: AsyncIterator[str]) -> bool:
         """True after a bus message; False when it is time to look at the clock."""
@@ -141,7 +148,9 @@ class BoardHubs:
         self._watchers: Counter[tuple[str, str]] = Counter()
 
     def watched(self, board_id: str, period: str) -> PairHub | None:
-        return self._hubs.get((board_id, period))
+        """The pair's hub if it is watched and has read its state."""
+        hub = self._hubs.get((board_id, period))
+        return hub if hub is not None and hub.current else None
 
     @contextlib.asynccontextmanager
     async def watch(self, board: BoardConfig, period: str) -> AsyncIterator[PairHub]:
