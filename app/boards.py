@@ -7,8 +7,7 @@ the period key the write transaction computed at its `now`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime, tzinfo
 
 from app.periods import ALL, PERIODS, period_key, zone
 
@@ -24,7 +23,7 @@ class BoardConfig:
     time_zone: str = "UTC"
 
     @property
-    def zone(self) -> ZoneInfo:
+    def zone(self) -> tzinfo:
         return zone(self.time_zone)
 
     def counts(self, action: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import zoneinfo
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 PERIODS = ("all", "daily", "weekly", "monthly")
@@ -26,16 +26,17 @@ def system_clock() -> datetime:
 
 @functools.cache
 def time_zones() -> frozenset[str]:
-    """Every IANA time zone name this machine knows (read once: it scans the tz database)."""
-    return frozenset(zoneinfo.available_timezones())
+    """Every IANA time zone name this machine knows (read once: it scans the tz database), and UTC,
+    which works without one (a slim image may ship no tz database: main's default still works)."""
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
 
 
 @functools.cache
-def zone(name: str) -> ZoneInfo:
+def zone(name: str) -> tzinfo:
     """The time zone of an IANA name; KeyError for a name the tz database does not have."""
     if name not in time_zones():
         raise KeyError(name)
-    return ZoneInfo(name)
+    return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def day_key(period: str, day: date) -> str:
@@ -52,11 +53,11 @@ def day_key(period: str, day: date) -> str:
     raise ValueError(f"unknown period {period!r}")
 
 
-def local_day(instant: datetime, tz: ZoneInfo) -> date:
+def local_day(instant: datetime, tz: tzinfo) -> date:
     return instant.astimezone(tz).date()
 
 
-def period_key(period: str, instant: datetime, tz: ZoneInfo) -> str:
+def period_key(period: str, instant: datetime, tz: tzinfo) -> str:
     """The key of the `period` containing `instant` (aware) in time zone `tz`."""
     return day_key(period, local_day(instant, tz))
 
@@ -80,7 +81,7 @@ def next_first_day(period: str, day: date) -> date:
     return date(start.year + start.month // 12, start.month % 12 + 1, 1)
 
 
-def period_end(period: str, instant: datetime, tz: ZoneInfo) -> datetime | None:
+def period_end(period: str, instant: datetime, tz: tzinfo) -> datetime | None:
     """When the `period` containing `instant` ends (the next one's first local midnight, as UTC);
     None for `all`, which never ends."""
     if period == ALL:
@@ -90,6 +91,6 @@ def period_end(period: str, instant: datetime, tz: ZoneInfo) -> datetime | None:
     return datetime.combine(following, time(0), tzinfo=tz).astimezone(UTC)
 
 
-def is_future(period: str, day: date, now: datetime, tz: ZoneInfo) -> bool:
+def is_future(period: str, day: date, now: datetime, tz: tzinfo) -> bool:
     """Whether the period containing the local `day` starts after the one containing `now`."""
     return day_key(period, day) > period_key(period, now, tz)
