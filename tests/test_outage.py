@@ -48,3 +48,29 @@ def _count(schema: PostgresSchema, table: str) -> int:
             return int(cur.fetchone()[0])
     finally:
         conn.close()
+
+
+async def test_boards_during_a_database_outage_are_503_and_lose_nothing(
+        make_client: Any, postgres_schema: PostgresSchema, proxy: TcpProxy) -> None:
+    url = urlsplit(postgres_schema.url)
+    via_proxy = url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}").geturl()
+    client = await make_client(Settings(jwt_secret=SECRET, database_url=via_proxy, db_timeout=2.0))
+    board = {"title": "B", "periods": ["all", "daily"]}
+    assert (await client.put("/boards/b", json=board, headers=auth("boards:write"))).status == 200
+    await proxy.stop()
+    body = {"userId": "u1", "actionId": "during"}
+    assert (await client.post("/scores/increment", json=body, headers=auth())).status == 503
+    stream = await client.get("/boards/b/stream?period=daily")  # refused before the headers
+    assert (stream.status, (await stream.json())["error"]["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert (await client.put("/boards/c", json=board, headers=auth("boards:write"))).status == 503
+    await proxy.start()
+
+    async def applied() -> None:
+        response = await client.post("/scores/increment", json=body, headers=auth())
+        assert response.status == 200
+
+    await eventually(applied, within=5.0)
+    for period in ("all", "daily"):
+        top = await (await client.get(f"/boards/b/top?period={period}")).json()
+        assert [(e["userId"], e["score"]) for e in top["entries"]] == [("u1", 10)]
+    assert _count(postgres_schema, "board_scores") == 2
