@@ -6,10 +6,10 @@ from typing import Any
 from aiohttp import web
 
 from app.board_hubs import TOP_SIZE, pair_snapshot
-from app.boards import BoardConfig
+from app.boards import BoardConfig, is_main_all
 from app.http import board_schemas as bs
 from app.http.handlers import _caller, _etag_matches, _json_body, _load, _standing_body, _user_id
-from app.http.keys import BOARD_HUBS, BOARDS, SETTINGS
+from app.http.keys import BOARD_HUBS, BOARDS, HUB, SETTINGS
 
 _BOARD_PATH = bs.BoardPath()
 _TOP_QUERY = bs.BoardTopQuery()
@@ -58,7 +58,10 @@ async def board_top(request: web.Request) -> web.Response:
     if hub is not None and hub.key == key and query["limit"] == TOP_SIZE:
         snapshot = hub.snapshot  # a watched pair's top 10 is in memory: no round trip
     else:
-        entries = await boards.top(target, key, query["limit"])
+        if is_main_all(target, query["period"]) and query["limit"] == TOP_SIZE:
+            entries = list(request.app[HUB].snapshot.entries)  # GET /top's, kept current by the main hub
+        else:
+            entries = await boards.top(target, key, query["limit"])
         snapshot = pair_snapshot(entries, board.board_id, query["period"], key)
     headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
     if "If-None-Match" in request.headers and _etag_matches(request, snapshot.version):
