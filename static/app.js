@@ -79,8 +79,9 @@
     setText(el.periodLine, (PERIOD_NAMES[body.period] || body.period) + ' \u00B7 ' + body.periodKey);
   }
 
+  let boards = [];           // GET /boards, for the switcher
+
   async function loadSwitcher() {
-    let boards;
     try {
       const response = await fetch('/boards', { cache: 'no-store' });
       if (!response.ok) return;
@@ -121,9 +122,7 @@
     window.location.search = query ? '?' + query : '';
   }
 
-  el.boardSelect.addEventListener('change', async function () {
-    const response = await fetch('/boards', { cache: 'no-store' });
-    const boards = response.ok ? (await response.json()).boards : [];
+  el.boardSelect.addEventListener('change', function () {
     const board = boards.find(function (b) { return b.id === el.boardSelect.value; });
     const periods = board ? board.periods : ['all'];
     switchTo(el.boardSelect.value, periods.indexOf(view.period) >= 0 ? view.period : periods[0]);
