@@ -1,6 +1,7 @@
 """Boards over HTTP on every backend pair: management, scopes, reads per board and period."""
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -187,3 +188,18 @@ async def test_a_replay_changes_nothing_on_any_board(client: Client, clock: Fake
     assert _scores((await _top(client, "b"))[1]) == [("u1", 10)]
     assert _scores((await _top(client, "b", "?period=daily&at=2026-11-25"))[1]) == [("u1", 10)]
     assert _scores((await _top(client, "b", "?period=daily"))[1]) == []
+
+
+@pytest.mark.parametrize("title", ["\ud800", "tab\there", "\x7f"])
+async def test_titles_with_control_characters_or_lone_surrogates_are_refused(client: Client, title: str) -> None:
+    # json.dumps escapes to ASCII: a lone surrogate travels as \ud800, as a client could send it
+    response = await client.put("/boards/b", data=json.dumps({"title": title}), headers={
+        **auth(BOARDS), "Content-Type": "application/json"})
+    assert response.status == 400
+    assert "title" in (await response.json())["error"]["details"]["fields"]
+
+
+def json_text(body: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(body)  # ASCII escapes: a lone surrogate travels as \\ud800

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.http import board_schemas as bs
+from app.http import schemas
 
 SCOPE = "boards:write"
 PAIR_STREAM = """Server-Sent Events of one board and period, as GET /stream (snapshot, then updates,
@@ -20,7 +21,7 @@ def board_body_schema(actions: list[str]) -> dict[str, Any]:
     return {
         "type": "object", "additionalProperties": False, "required": ["title"],
         "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": 64},
+            "title": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": schemas.DISPLAY_NAME_PATTERN},
             "actions": {"type": "array", "nullable": True, "minItems": 1, "uniqueItems": True,
                         "items": {"type": "string", "enum": actions},
                         "description": "the SCORE_ACTIONS names that count toward the board; null: every action"},

@@ -23,7 +23,9 @@ class BoardBody(Schema):
     class Meta:
         unknown = RAISE
 
-    title = fields.String(required=True, validate=validate.Length(1, 64, error="1..64 characters"))
+    # As display names: no control characters, no lone surrogates (they cannot be stored as UTF-8).
+    title = fields.String(required=True, metadata={"pattern": schemas.DISPLAY_NAME_PATTERN}, validate=(
+        validate.Length(1, 64, error="1..64 characters"), schemas.DISPLAY_NAME[1]))
     actions = fields.List(fields.String(), load_default=None, allow_none=True, validate=validate.Length(min=1),
                           metadata={"description": "the SCORE_ACTIONS names that count; null: every action"})
     periods = fields.List(fields.String(validate=PERIOD), load_default=lambda: ["all"],
