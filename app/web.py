@@ -33,7 +33,7 @@ from app.http.routes import setup_routes
 from app.hub import Hub, backstop
 from app.live import open_live
 from app.moderation import Moderation
-from app.ops.logs import access_middleware
+from app.ops.access import access_log_args
 from app.ops.metrics import Metrics
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
@@ -48,10 +48,13 @@ MAX_BODY_BYTES = 4096
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics(settings.prometheus_multiproc_dir)
-    middlewares = [access_middleware(metrics), error_middleware]
+    middlewares = [error_middleware]
     if settings.cors_origins:  # without a listed origin no preflight is answered: no layer per request
         middlewares.append(cors_preflight)
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
+    # The access line and the latency metric: recorded by aiohttp after each response is sent.
+    # Its handler_args win over run_app's, gunicorn's and the test server's own access log.
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES,
+                          handler_args={**HEADER_LIMITS, **access_log_args(metrics)})
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[OPENAPI] = openapi_document(settings)

@@ -8,7 +8,7 @@ from aiohttp import web
 from app.config import IPNetwork
 from app.http.cors import cors_headers
 from app.http.keys import SETTINGS
-from app.ops.logs import echo_request_id
+from app.ops.logs import REQUEST_ID_HEADER, request_id_of
 
 # Passed to aiohttp's parser as Application(handler_args=...), so tests run with them too.
 # The longest legitimate line is a request line with a 64-character userId or a bearer
@@ -32,7 +32,7 @@ async def response_headers(request: web.Request, response: web.StreamResponse) -
     for name, value in _SECURITY_ITEMS:
         headers.setdefault(name, value)
     cors_headers(request, response, request.app[SETTINGS].cors_origins)
-    echo_request_id(request, response)
+    headers[REQUEST_ID_HEADER] = request_id_of(request)  # streams, files and error answers too
 
 
 def client_address(request: web.Request, trusted_proxies: tuple[IPNetwork, ...]) -> str:

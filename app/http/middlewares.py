@@ -1,4 +1,6 @@
-"""One error middleware: every failure becomes the contract's error body and status."""
+"""The one middleware: the request's id for every line its handler logs, and every failure as the
+contract's error body and status. What is recorded once the response is sent (access line,
+latency metric) is not a layer around the handler: see app.ops.access."""
 from __future__ import annotations
 
 import errno
@@ -8,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from app import errors
+from app.ops.logs import request_id, request_id_of
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ def error_response(error: errors.AppError) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request_id.set(request_id_of(request))
     try:
         return await handler(request)
     except errors.AppError as error:
@@ -51,3 +55,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(errors.NotFound("no such file"))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(errors.InternalError("internal error"))
+    finally:
+        request_id.reset(token)
