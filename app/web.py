@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[OPENAPI] = openapi_document(settings)
     app[VERIFIER] = Verifier(settings)
-    app.on_response_prepare.append(response_headers)
+    app.on_response_prepare.append(response_headers(settings.cors_origins))
     # Entered in order, exited in reverse, each only if its start succeeded.
     app.cleanup_ctx.extend([_keys, _store, _live, _background])
     app.on_shutdown.append(_stop_streams)

@@ -56,6 +56,10 @@ class Metrics:
         if latency is None:  # bounded: routes are the URL table's, never raw URLs
             latency = self._latency_by_route[method, route] = self.latency.labels(method, route)
         latency.observe(seconds)
+        if status >= 400:
+            self._refused(method, route, status)
+
+    def _refused(self, method: str, route: str, status: int) -> None:
         if status == 429:
             self.rate_limited.labels(route).inc()
         if (method, route) == INCREMENT_ROUTE and status >= 400:
