@@ -114,7 +114,7 @@ class _IntegerParameter:
         self.low, self.high = int(bounds.min), int(bounds.max)
 
     def read(self, request: web.Request) -> int:
-        raw = request.query.get(self.name)
+        raw = request.query.get(self.name) if request.query_string else None  # no query: no MultiDict
         if raw is None:
             return self.default
         if raw.isascii() and raw.isdigit() and len(raw) < 4 and self.low <= int(raw) <= self.high:
