@@ -1,4 +1,4 @@
-"""create_app(settings): middlewares, the resource lifecycle chain and the routes."""
+"""create_app(settings): the access-log hook, the resource lifecycle chain and the routes."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +10,6 @@ from aiohttp import web
 from app.auth.tokens import Verifier
 from app.config import Settings
 from app.errors import ServiceUnavailable
-from app.http.cors import cors_preflight
 from app.http.hardening import HEADER_LIMITS, response_headers
 from app.http.keys import (
     HUB,
@@ -27,7 +26,6 @@ from app.http.keys import (
     SUPERVISOR,
     VERIFIER,
 )
-from app.http.middlewares import error_middleware
 from app.http.openapi import openapi_document
 from app.http.routes import setup_routes
 from app.hub import Hub, backstop
@@ -48,13 +46,10 @@ MAX_BODY_BYTES = 4096
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics(settings.prometheus_multiproc_dir)
-    middlewares = [error_middleware]
-    if settings.cors_origins:  # without a listed origin no preflight is answered: no layer per request
-        middlewares.append(cors_preflight)
-    # The access line and the latency metric: recorded by aiohttp after each response is sent.
-    # Its handler_args win over run_app's, gunicorn's and the test server's own access log.
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES,
-                          handler_args={**HEADER_LIMITS, **access_log_args(metrics)})
+    # No middleware (aiohttp would add a layer of its own per request): the URL table guards
+    # each handler. The access line and the latency metric are recorded by aiohttp after each
+    # response is sent; these handler_args win over run_app's, gunicorn's and the test server's.
+    app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args={**HEADER_LIMITS, **access_log_args(metrics)})
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[OPENAPI] = openapi_document(settings)
