@@ -130,8 +130,19 @@ class StreamRegistry:
     def _write_slice(self, frame: Frame, streams: list[Stream], start: int, now: float) -> None:
         if frame is not self._current:
             return  # a newer push took over: it writes the newest frame to every stream
+        try:
+            self._write(frame, streams[start:start + SLICE], now)
+        except BaseException:
+            self._written.set()  # a pass that failed must not hold back the hub's next read for good
+            raise
+        if start + SLICE < len(streams):
+            asyncio.get_running_loop().call_soon(self._write_slice, frame, streams, start + SLICE, now)
+        else:
+            self._written.set()
+
+    def _write(self, frame: Frame, streams: list[Stream], now: float) -> None:
         hold, high_water, live, lagging, gone = now + self._interval, HIGH_WATER, self._live, self._lagging, []
-        for stream in streams[start:start + SLICE]:
+        for stream in streams:
             transport = stream.transport
             if stream not in live:
                 continue  # it left during the pass: its connection may already carry something else
@@ -148,10 +159,6 @@ class StreamRegistry:
                 lagging.discard(stream)  # it has the newest frame: owed nothing
         for stream in gone:
             self._drop(stream)
-        if start + SLICE < len(streams):
-            asyncio.get_running_loop().call_soon(self._write_slice, frame, streams, start + SLICE, now)
-        else:
-            self._written.set()
 
     def _deliver_owed(self, now: float, deliver: bool) -> None:
         """Abort the lagging streams stalled too long; if `deliver`, give those that drained the newest frame."""

@@ -305,3 +305,26 @@ async def test_while_pushes_flow_the_timer_neither_pings_nor_delivers_off_beat()
         assert received(theirs) == b""
         streams.tick(streams.last_push + 16.0)
         assert received(theirs) == b": ping\n\n"
+
+
+async def test_a_pass_that_fails_does_not_hold_the_next_read_for_good() -> None:
+    streams = registry()
+    with streams.admit("a") as place:
+        place.attach(_Broken(), False, lambda: None)  # type: ignore[arg-type]
+        streams.join(place, "v", "v")
+        with pytest.raises(RuntimeError):
+            streams.push(Frame.of(b"data: 1\n\n"))
+        await asyncio.wait_for(streams.written(), WAIT)
+
+
+class _Broken:
+    """A transport whose write fails as asyncio's does after write_eof()."""
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("Cannot call write() after write_eof()")
