@@ -73,11 +73,14 @@ class Hub:
 
         The read starts early by the last read's duration, so that under continuous change
         the pushes come every interval (from the start of one push to the start of the
-        next), not every interval plus a read.
+        next), not every interval plus a read; and only once the previous push is written.
         """
         async with self._bus.subscribe() as messages:
             async for _ in messages:
                 await self._until(self.streams.last_push + self._interval - self._read_ahead())
+                # Behind a pass still being written, every step of the read would wait for a
+                # slice of it (at 10,000 streams, tens of milliseconds each): read once it is out.
+                await self.streams.written()
                 try:
                     snapshot = await self._read()
                 except ServiceUnavailable as exc:

@@ -24,8 +24,9 @@ class Snapshot:
     entries: tuple[Entry, ...]
     version: str
     generated_at: float
-    # The JSON body, encoded once: every reader of this version gets these bytes.
+    # The JSON body and its ETag, made once: every reader of this version gets these.
     encoded: bytes = field(default=b"", compare=False)
+    etag: str = field(default="", compare=False)
 
     @classmethod
     def of(cls, entries: list[Entry]) -> Snapshot:
@@ -33,7 +34,7 @@ class Snapshot:
         visible = [[e.user_id, e.display_name, e.score] for e in entries]
         digest = hashlib.sha256(json.dumps(visible, separators=(",", ":")).encode()).hexdigest()
         made = cls(entries=tuple(entries), version=digest[:20], generated_at=time.time())
-        return cls(made.entries, made.version, made.generated_at, encode(made.body()))
+        return cls(made.entries, made.version, made.generated_at, encode(made.body()), f'"{made.version}"')
 
     def body(self) -> dict[str, Any]:
         stamp = datetime.fromtimestamp(self.generated_at, UTC)

@@ -77,7 +77,10 @@ class StreamRegistry:
         self._current: Frame | None = None  # the newest update, for streams that skipped it
         self._stopping = False
         self._emptied = asyncio.Event()
+        self._written = asyncio.Event()  # set while no pass is being written
+        self._written.set()
         self.last_push = float("-inf")  # monotonic time of the last pass: the hub spaces pushes from it
+        self._next_ping = time.monotonic() + ping_interval
         self.skipped = 0  # frames a slow stream did not get because a newer one replaced them
 
     def __len__(self) -> int:
@@ -117,13 +120,29 @@ class StreamRegistry:
         """
         self._current = frame
         now = self.last_push = time.monotonic()
+        self._written.clear()
         self._write_slice(frame, list(self._live), 0, now)
+
+    async def written(self) -> None:
+        """Until the pass of the last push has reached every stream."""
+        await self._written.wait()
 
     def _write_slice(self, frame: Frame, streams: list[Stream], start: int, now: float) -> None:
         if frame is not self._current:
             return  # a newer push took over: it writes the newest frame to every stream
+        try:
+            self._write(frame, streams[start:start + SLICE], now)
+        except BaseException:
+            self._written.set()  # a pass that failed must not hold back the hub's next read for good
+            raise
+        if start + SLICE < len(streams):
+            asyncio.get_running_loop().call_soon(self._write_slice, frame, streams, start + SLICE, now)
+        else:
+            self._written.set()
+
+    def _write(self, frame: Frame, streams: list[Stream], now: float) -> None:
         hold, high_water, live, lagging, gone = now + self._interval, HIGH_WATER, self._live, self._lagging, []
-        for stream in streams[start:start + SLICE]:
+        for stream in streams:
             transport = stream.transport
             if stream not in live:
                 continue  # it left during the pass: its connection may already carry something else
@@ -137,13 +156,12 @@ class StreamRegistry:
             else:
                 transport.write(frame.chunked if stream.chunked else frame.plain)
                 stream.hold_until = hold
+                lagging.discard(stream)  # it has the newest frame: owed nothing
         for stream in gone:
             self._drop(stream)
-        if start + SLICE < len(streams):
-            asyncio.get_running_loop().call_soon(self._write_slice, frame, streams, start + SLICE, now)
 
-    def _deliver_owed(self, now: float) -> None:
-        """Give each lagging stream that drained the newest frame; abort those stalled too long."""
+    def _deliver_owed(self, now: float, deliver: bool) -> None:
+        """Abort the lagging streams stalled too long; if `deliver`, give those that drained the newest frame."""
         frame, high_water = self._current, HIGH_WATER
         for stream in tuple(self._lagging):
             transport = stream.transport
@@ -154,7 +172,7 @@ class StreamRegistry:
                 if now - stream.since >= self._send_timeout:
                     transport.abort()  # a graceful close would wait on the stalled peer
                     self._drop(stream)
-            elif stream.hold_until <= now and frame is not None:
+            elif deliver and stream.hold_until <= now and frame is not None:
                 transport.write(frame.chunked if stream.chunked else frame.plain)
                 stream.hold_until, stream.since = now + self._interval, 0.0
                 self._lagging.discard(stream)
@@ -175,16 +193,29 @@ class StreamRegistry:
             self._drop(stream)
 
     async def keep_alive(self) -> None:
-        """The one timer of every stream: owed frames every push interval, pings every ping interval."""
-        next_ping = time.monotonic() + self._ping_interval
+        """The one timer of every stream: a tick every push interval."""
         while True:
             await asyncio.sleep(min(self._interval, self._ping_interval))
-            now = time.monotonic()
-            if self._lagging:
-                self._deliver_owed(now)
-            if now >= next_ping:
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """Stalls are checked on every tick; owed frames and pings are sent only while idle.
+
+        While pushes flow, a lagging stream that drained gets the next push like every other
+        stream: delivering it here, off the pushes' beat, would hold it back from the next push
+        (at most one frame per interval per stream) and keep it a beat behind for good. So owed
+        frames wait until two intervals passed without a push (one could be a push running late).
+        A stream that got a push needs no ping, so a 10,000-stream ping pass never delays a push.
+        """
+        idle = now - self.last_push
+        if self._lagging:
+            self._deliver_owed(now, deliver=idle >= 2 * self._interval)
+        if now >= self._next_ping:
+            if idle >= self._ping_interval:
                 self._ping_all(now)
-                next_ping = now + self._ping_interval
+                self._next_ping = now + self._ping_interval
+            else:
+                self._next_ping = self.last_push + self._ping_interval
 
     async def close(self) -> None:
         """Shutdown: refuse new streams, end every open one, then wait for their handlers to return."""

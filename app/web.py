@@ -1,8 +1,9 @@
-"""create_app(settings): middlewares, the resource lifecycle chain and the routes."""
+"""create_app(settings): the access-log hook, the resource lifecycle chain and the routes."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -11,7 +12,6 @@ from app.auth.tokens import Verifier
 from app.board_hubs import BoardHubs, StreamSettings
 from app.config import Settings
 from app.errors import ServiceUnavailable
-from app.http.cors import cors_preflight
 from app.http.hardening import HEADER_LIMITS, response_headers
 from app.http.keys import (
     BOARD_HUBS,
@@ -31,14 +31,13 @@ from app.http.keys import (
     SUPERVISOR,
     VERIFIER,
 )
-from app.http.middlewares import error_middleware
 from app.http.openapi import openapi_document
 from app.http.routes import setup_routes
 from app.hub import Hub, backstop
 from app.leaderboards import Boards
 from app.live import open_live
 from app.moderation import Moderation
-from app.ops.logs import access_middleware
+from app.ops.access import access_log_args
 from app.ops.metrics import Metrics
 from app.periods import Clock, system_clock
 from app.ratelimit import RateLimiter
@@ -54,16 +53,16 @@ MAX_BODY_BYTES = 4096
 
 def create_app(settings: Settings, clock: Clock = system_clock) -> web.Application:
     metrics = Metrics(settings.prometheus_multiproc_dir)
-    middlewares = [access_middleware(metrics), error_middleware]
-    if settings.cors_origins:  # without a listed origin no preflight is answered: no layer per request
-        middlewares.append(cors_preflight)
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES, handler_args=HEADER_LIMITS)
+    # No middleware (aiohttp would add a layer of its own per request): the URL table guards
+    # each handler. The access line and the latency metric are recorded by aiohttp after each
+    # response is sent; these handler_args win over run_app's, gunicorn's and the test server's.
+    app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args={**HEADER_LIMITS, **access_log_args(metrics)})
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[METRICS] = metrics
     app[OPENAPI] = openapi_document(settings)
     app[VERIFIER] = Verifier(settings)
-    app.on_response_prepare.append(response_headers)
+    app.on_response_prepare.append(response_headers(settings.cors_origins))
     # Entered in order, exited in reverse, each only if its start succeeded.
     app.cleanup_ctx.extend([_keys, _store, _live, _background])
     app.on_shutdown.append(_stop_streams)
@@ -132,6 +131,20 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                                                                       supervisor))
     yield
     await supervisor.stop()
+
+
+def freeze_heap_after_start(app: web.Application) -> web.Application:
+    """For a serving process (not each test's app): once started, what start-up made (modules, the
+    app, its clients) is moved out of the cyclic collector's sight, since it lives as long as the
+    process, so collections walk only what requests and streams made. Measured with GET /top
+    under wrk: the collector walking that heap was ~18% of the CPU per request."""
+
+    async def freeze(app: web.Application) -> None:
+        gc.collect()
+        gc.freeze()
+
+    app.on_startup.append(freeze)  # after the cleanup_ctx steps, which aiohttp runs first
+    return app
 
 
 async def _stop_streams(app: web.Application) -> None:

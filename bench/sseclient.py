@@ -1,94 +1,125 @@
 """The fan-out benchmark's SSE client: `python -m bench.sseclient PORT PATH STREAMS`.
 
-A raw asyncio protocol per connection (no HTTP library), so one process holds thousands of
-streams cheaply; several of these processes share the load. Once every stream has received
-its first bytes it prints "ready" and reads "START END" (epoch seconds) from stdin. Each
-update's data carries "ts" (epoch ms when it was built or published): an update counts when
-its ts falls in [START, END], and its latency is the arrival time minus ts. Prints one JSON line.
+One epoll loop over raw non-blocking sockets (no HTTP library, no asyncio protocol per
+connection): at 10,000 streams and 4 Hz the clients are 40,000 reads a second, and an asyncio
+transport and protocol per read cost the clients most of the machine's two cores, which the
+servers under test then lacked. Several of these processes share the load. Once every stream
+has received its first bytes it prints "ready" and reads "START END" (epoch seconds) from
+stdin, still reading the streams meanwhile. Each update's data carries "ts" (epoch ms when it
+was built or published): an update counts when its ts falls in [START, END], and its latency
+is the arrival time minus ts. Prints one JSON line.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import resource
+import select
+import socket
 import sys
 import time
 
 TS = re.compile(rb'"ts":(\d+)')
-CONNECT_CONCURRENCY = 100
 READY_WITHIN = 60.0  # seconds for every stream to open and get its first bytes
 TAIL = 64  # bytes kept between reads: a "ts" split across two reads is found in the next
+CONNECT_TIMEOUT = 10.0
 
 
-class Reader(asyncio.Protocol):
-    def __init__(self, window: list[float], latencies: list[float], pushes: set[int]) -> None:
-        self.window, self.latencies, self.pushes = window, latencies, pushes
-        self.counted, self.tail, self.open = 0, b"", False
-        self.first = asyncio.get_running_loop().create_future()
+class Reader:
+    __slots__ = ("sock", "counted", "tail", "open", "first")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.open = True
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.counted, self.tail, self.open, self.first = sock, 0, b"", True, False
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.open = False
 
-    def data_received(self, data: bytes) -> None:
+class Client:
+    def __init__(self, port: int, path: str, streams: int) -> None:
+        self.latencies: list[float] = []
+        self.pushes: set[int] = set()  # distinct ts: how many pushes the server made in the window
+        self.window = (0.0, 0.0)  # set from stdin once every stream is open
+        self.poll = select.epoll()
+        self.readers: dict[int, Reader] = {}
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+        for _ in range(streams):
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=CONNECT_TIMEOUT)
+                sock.sendall(request)
+            except OSError:
+                continue  # reported as a stream not opened
+            sock.setblocking(False)
+            self.readers[sock.fileno()] = Reader(sock)
+            self.poll.register(sock.fileno(), select.EPOLLIN)
+
+    def run_until(self, deadline: float, until_ready: bool = False) -> str | None:
+        """Read every stream until `deadline`, or (`until_ready`) until every stream has its
+        first bytes; a line on stdin (once registered) is returned as soon as it comes."""
+        stdin = sys.stdin.fileno()
+        while (left := deadline - time.time()) > 0:
+            for fd, _ in self.poll.poll(min(left, 0.5)):
+                if fd == stdin:
+                    return sys.stdin.readline()
+                self._read(self.readers[fd])
+            if until_ready and all(r.first or not r.open for r in self.readers.values()):
+                return None
+        return None
+
+    def _read(self, reader: Reader) -> None:
+        try:
+            data = reader.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            reader.open = False
+            self.poll.unregister(reader.sock.fileno())
+            return
         now_ms = time.time() * 1000
-        if not self.first.done():
-            self.first.set_result(None)
-        buffer = self.tail + data
+        reader.first = True
+        buffer = reader.tail + data
         end = 0
+        start_ms, end_ms = self.window[0] * 1000, self.window[1] * 1000
         for match in TS.finditer(buffer):
             if match.end() == len(buffer):
                 break  # perhaps more digits in the next read
             ts = int(match[1])
             end = match.end()
-            if self.window[0] * 1000 <= ts <= self.window[1] * 1000:
-                self.counted += 1
+            if start_ms <= ts <= end_ms:
+                reader.counted += 1
                 self.latencies.append(now_ms - ts)
                 self.pushes.add(ts)
-        self.tail = buffer[max(end, len(buffer) - TAIL):]
+        reader.tail = buffer[max(end, len(buffer) - TAIL):]
 
 
-async def open_one(port: int, path: str, reader: Reader, gate: asyncio.Semaphore) -> bool:
-    loop = asyncio.get_running_loop()
-    async with gate:
-        try:
-            transport, _ = await loop.create_connection(lambda: reader, "127.0.0.1", port)
-        except OSError:
-            return False
-        transport.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode())
-        return True
-
-
-async def run(port: int, path: str, streams: int) -> dict[str, object]:
-    latencies: list[float] = []
-    pushes: set[int] = set()  # distinct ts: how many pushes the server made in the window
-    window = [0.0, 0.0]  # set from stdin once every stream is open
-    readers = [Reader(window, latencies, pushes) for _ in range(streams)]
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+def run(port: int, path: str, streams: int) -> dict[str, object]:
     cpu_before = time.process_time()
-    opened = await asyncio.gather(*(open_one(port, path, r, gate) for r in readers))
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(READY_WITHIN):
-            await asyncio.gather(*(r.first for r in readers if r.open))
+    client = Client(port, path, streams)
+    client.run_until(time.time() + READY_WITHIN, until_ready=True)
     print("ready", flush=True)
-    start, end = map(float, (await asyncio.to_thread(sys.stdin.readline)).split())
-    window[:] = [start, end]
-    await asyncio.sleep(max(0.0, end - time.time()) + 1.0)  # the window, plus the last pushes in flight
-    held = sum(1 for r in readers if r.open)
-    return {"streams": streams, "opened": sum(opened), "heldAtEnd": held,
-            "counted": sum(r.counted for r in readers), "latencies": latencies, "pushes": sorted(pushes),
-            "cpuSeconds": time.process_time() - cpu_before}
+    client.poll.register(sys.stdin.fileno(), select.EPOLLIN)
+    line = client.run_until(time.time() + READY_WITHIN)  # the driver writes it once every client is ready
+    if line is None:
+        raise SystemExit("no window on stdin")
+    client.poll.unregister(sys.stdin.fileno())
+    start, end = map(float, line.split())
+    client.window = (start, end)
+    client.run_until(end + 1.0)  # the window, plus the last pushes in flight
+    readers = client.readers.values()
+    result: dict[str, object] = {
+        "streams": streams, "opened": len(readers), "heldAtEnd": sum(1 for r in readers if r.open),
+        "counted": sum(r.counted for r in readers), "latencies": client.latencies, "pushes": sorted(client.pushes),
+        "cpuSeconds": time.process_time() - cpu_before,
+    }
+    for reader in readers:
+        reader.sock.close()
+    return result
 
 
 def main() -> None:
     port, path, streams = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(json.dumps(asyncio.run(run(port, path, streams))))
+    print(json.dumps(run(port, path, streams)))
 
 
 if __name__ == "__main__":

@@ -88,26 +88,39 @@ async def test_bad_user_id_in_path_is_400(client: Client, user_id: str) -> None:
 
 
 async def test_unknown_route_and_method_use_the_error_body(client: Client) -> None:
-    missing = await client.get("/nope")
-    assert (missing.status, (await missing.json())["error"]["code"]) == (404, "NOT_FOUND")
+    for path in ("/nope", "/no%0Ape", "/static/nope", "/static/../README.md"):
+        missing = await client.get(path)
+        assert (missing.status, (await missing.json())["error"]["code"]) == (404, "NOT_FOUND"), path
     wrong = await client.patch("/top")
     assert (wrong.status, (await wrong.json())["error"]["code"]) == (405, "METHOD_NOT_ALLOWED")
     assert "GET" in wrong.headers["Allow"]
 
 
-async def test_an_unexpected_failure_is_500_without_internals(settings: Any, aiohttp_client: Any) -> None:
+async def test_an_unexpected_failure_is_500_without_internals(settings: Any, aiohttp_client: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from aiohttp import web
 
+    from app.http import routes
     from app.web import create_app
 
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("secret internal detail at /srv/app.py line 42")
 
-    app = create_app(settings)
-    app.router.add_get("/broken", broken)  # a bug stand-in: the route table is ours to extend in a test
-    client = await aiohttp_client(app)
+    # a bug stand-in: the URL table is ours to extend in a test
+    monkeypatch.setattr(routes, "ROUTES", [*routes.ROUTES, ("GET", "/broken", broken)])
+    client = await aiohttp_client(create_app(settings))
     response = await client.get("/broken")
     assert response.status == 500
     text = await response.text()
     assert "secret" not in text and "Traceback" not in text
     assert await response.json() == {"error": {"code": "INTERNAL_ERROR", "message": "internal error", "details": {}}}
+
+
+def test_every_route_is_guarded(settings: Any) -> None:
+    """A route added beside the URL table (not through ROUTES) would answer failures as aiohttp's
+    plain text, and would not be reached at all behind the catch-all route."""
+    from app.web import create_app
+
+    app = create_app(settings)
+    assert all(getattr(route.handler, "guarded", False) for route in app.router.routes())
+    assert list(app.router.resources())[-1].canonical == "/{path}"  # the catch-all comes last

@@ -24,7 +24,7 @@ METHODS = {"get", "put", "post", "delete", "patch"}
 def _documented(route: web.AbstractRoute) -> str:
     resource = route.resource
     assert resource is not None
-    return resource.canonical + ("/{path}" if isinstance(resource, web.StaticResource) else "")
+    return resource.canonical
 
 
 async def test_every_route_is_documented(client: Any) -> None:
@@ -34,7 +34,7 @@ async def test_every_route_is_documented(client: Any) -> None:
     assert document["openapi"].startswith("3.")
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     for route in client.app.router.routes():
-        if route.method != "HEAD":
+        if route.method not in ("HEAD", "*"):  # "*": the catch-all that answers 404, 405 and preflights
             assert route.method.lower() in document["paths"][_documented(route)], _documented(route)
 
 

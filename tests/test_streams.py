@@ -235,3 +235,96 @@ async def test_a_pass_in_slices_reaches_every_stream_but_none_that_left_meanwhil
         for ours, theirs in pairs:
             ours.close()
             theirs.close()
+
+
+@contextlib.asynccontextmanager
+async def _readers(count: int, streams: StreamRegistry) -> AsyncIterator[list[socket.socket]]:
+    """`count` joined streams on real sockets; yields the reading ends."""
+    loop = asyncio.get_running_loop()
+    pairs = [socket.socketpair() for _ in range(count)]
+    transports = []
+    try:
+        with contextlib.ExitStack() as places:
+            for ours, theirs in pairs:
+                theirs.setblocking(False)
+                transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+                transports.append(transport)
+                place = places.enter_context(streams.admit("a"))
+                place.attach(transport, False, lambda: None)
+                streams.join(place, "v", "v")
+            yield [theirs for _, theirs in pairs]
+    finally:
+        for transport in transports:
+            transport.abort()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
+async def test_written_waits_until_the_pass_has_reached_every_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("app.streams.SLICE", 2)
+    streams = registry(per_client=10)
+    await streams.written()  # no pass: at once
+    async with _readers(5, streams) as readers:
+        streams.push(Frame.of(b"data: 1\n\n"))
+        out = asyncio.ensure_future(streams.written())
+        await asyncio.sleep(0)
+        assert not out.done()  # the first slice is written, three streams are not
+        await asyncio.wait_for(out, WAIT)
+        assert [received(theirs) for theirs in readers] == [b"data: 1\n\n"] * 5
+
+
+async def test_a_lagging_stream_that_got_a_push_is_owed_nothing() -> None:
+    streams = StreamRegistry(10, 3, interval=0.25, ping_interval=60, send_timeout=60)
+    async with _readers(1, streams) as [theirs]:
+        streams.push(Frame.of(b"data: 1\n\n"))
+        streams.push(Frame.of(b"data: 2\n\n"))  # within the interval: held back, owed
+        assert streams.skipped == 0 and received(theirs) == b"data: 1\n\n"
+        streams.last_push -= 1.0  # as if the interval had passed
+        for stream in streams._live:
+            stream.hold_until -= 1.0
+        streams.push(Frame.of(b"data: 3\n\n"))
+        streams.tick(streams.last_push + 10.0)  # idle long after: nothing is owed any more
+        assert received(theirs) == b"data: 3\n\n"
+
+
+async def test_while_pushes_flow_the_timer_neither_pings_nor_delivers_off_beat() -> None:
+    streams = StreamRegistry(10, 3, interval=0.25, ping_interval=15, send_timeout=60)
+    async with _readers(1, streams) as [theirs]:
+        streams.push(Frame.of(b"data: 1\n\n"))
+        streams.push(Frame.of(b"data: 2\n\n"))  # held back, owed
+        received(theirs)
+        for stream in streams._live:
+            stream.hold_until -= 1.0  # its interval is over, but the next push is due any moment
+        streams.tick(streams.last_push + 0.3)
+        assert received(theirs) == b""
+        streams.tick(streams.last_push + 0.6)  # two intervals without a push: the state stopped
+        assert received(theirs) == b"data: 2\n\n"
+        streams._next_ping = streams.last_push + 1.0
+        streams.tick(streams.last_push + 1.0)  # a ping is due, but a push came within the ping interval
+        assert received(theirs) == b""
+        streams.tick(streams.last_push + 16.0)
+        assert received(theirs) == b": ping\n\n"
+
+
+async def test_a_pass_that_fails_does_not_hold_the_next_read_for_good() -> None:
+    streams = registry()
+    with streams.admit("a") as place:
+        place.attach(_Broken(), False, lambda: None)  # type: ignore[arg-type]
+        streams.join(place, "v", "v")
+        with pytest.raises(RuntimeError):
+            streams.push(Frame.of(b"data: 1\n\n"))
+        await asyncio.wait_for(streams.written(), WAIT)
+
+
+class _Broken:
+    """A transport whose write fails as asyncio's does after write_eof()."""
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("Cannot call write() after write_eof()")

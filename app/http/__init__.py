@@ -1,1 +1,1 @@
-"""The HTTP layer: routes, handlers, the stream endpoint, middlewares, schemas and the OpenAPI document."""
+"""The HTTP layer: routes, the handlers and their guard, the stream endpoint, schemas and the OpenAPI document."""

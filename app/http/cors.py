@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from app.http.keys import SETTINGS
 
@@ -16,17 +15,15 @@ def _listed_origin(request: web.Request) -> str | None:
     return origin if origin is not None and origin in request.app[SETTINGS].cors_origins else None
 
 
-@web.middleware
-async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer a listed origin's preflight for a method the route has; all else goes on (405/404)."""
+def preflight(request: web.Request, methods: set[str]) -> web.Response | None:
+    """The answer to a listed origin's preflight for one of `methods` (those the path has);
+    None for anything else (it is then a 405 or a 404). No route answers OPTIONS, so every
+    preflight reaches the URL table's last route, which asks here."""
     requested = request.headers.get("Access-Control-Request-Method")
-    if request.method != "OPTIONS" or requested is None or _listed_origin(request) is None:
-        return await handler(request)
-    # No route answers OPTIONS, so the router's 405 knows which methods the path has.
-    refused = request.match_info.http_exception
-    methods = refused.allowed_methods if isinstance(refused, web.HTTPMethodNotAllowed) else set()
-    if requested not in methods:
-        return await handler(request)
+    if request.method != "OPTIONS" or requested is None or requested not in methods:
+        return None
+    if _listed_origin(request) is None:
+        return None
     return web.Response(status=204, headers={
         "Access-Control-Allow-Methods": ", ".join(sorted(methods)),
         "Access-Control-Allow-Headers": ALLOW_HEADERS,

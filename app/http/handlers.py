@@ -84,9 +84,9 @@ def _standing_body(standing: Standing, around: int | None = None) -> dict[str, A
     return body
 
 
-def _etag_matches(request: web.Request, version: str) -> bool:
+def _etag_matches(request: web.Request, etag: str) -> bool:
     tags = {tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")}
-    return f'"{version}"' in tags or "*" in tags
+    return etag in tags or "*" in tags
 
 
 async def increment(request: web.Request) -> web.Response:
@@ -114,7 +114,7 @@ class _IntegerParameter:
         self.low, self.high = int(bounds.min), int(bounds.max)
 
     def read(self, request: web.Request) -> int:
-        raw = request.query.get(self.name)
+        raw = request.query.get(self.name) if request.query_string else None  # no query: no MultiDict
         if raw is None:
             return self.default
         if raw.isascii() and raw.isdigit() and len(raw) < 4 and self.low <= int(raw) <= self.high:
@@ -133,11 +133,10 @@ async def top(request: web.Request) -> web.Response:
     # and its body is encoded once per version.
     hub = request.app[HUB]
     snapshot = hub.snapshot if limit == TOP_SIZE else Snapshot.of(await request.app[SCOREBOARD].top(limit))
-    headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
-    if "If-None-Match" in request.headers and _etag_matches(request, snapshot.version):
-        return web.Response(status=304, headers=headers)
-    headers["Content-Type"] = "application/json"
-    return web.Response(body=snapshot.encoded, headers=headers)
+    if "If-None-Match" in request.headers and _etag_matches(request, snapshot.etag):
+        return web.Response(status=304, headers={"ETag": snapshot.etag, "Cache-Control": "no-cache"})
+    return web.Response(body=snapshot.encoded, headers={"ETag": snapshot.etag, "Cache-Control": "no-cache",
+                                                        "Content-Type": "application/json"})
 
 
 async def score(request: web.Request) -> web.Response:

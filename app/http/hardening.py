@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from app.config import IPNetwork
 from app.http.cors import cors_headers
-from app.http.keys import SETTINGS
-from app.ops.logs import echo_request_id
+from app.ops.logs import REQUEST_ID_HEADER, request_id_of
 
 # Passed to aiohttp's parser as Application(handler_args=...), so tests run with them too.
 # The longest legitimate line is a request line with a 64-character userId or a bearer
@@ -21,18 +21,22 @@ SECURITY_HEADERS = {
     # Every response, not only the page: an error body a browser renders gets it too.
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
-_SECURITY_ITEMS = tuple(SECURITY_HEADERS.items())
 UNKNOWN_ADDRESS = "unknown"
 
 
-async def response_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare, for every response (streams, files and errors included): security
-    headers, CORS and the request id, in one step since it runs on every request."""
-    headers = response.headers
-    for name, value in _SECURITY_ITEMS:
-        headers.setdefault(name, value)
-    cors_headers(request, response, request.app[SETTINGS].cors_origins)
-    echo_request_id(request, response)
+def response_headers(cors_origins: tuple[str, ...]) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """The on_response_prepare step, for every response (streams, files and errors included):
+    security headers, the request id and, only when origins are listed, CORS. One step, built
+    once per app, since it runs on every request."""
+
+    async def prepared(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers.update(SECURITY_HEADERS)  # no handler sets these: one call for all of them
+        headers[REQUEST_ID_HEADER] = request_id_of(request)
+        if cors_origins:
+            cors_headers(request, response, cors_origins)
+
+    return prepared
 
 
 def client_address(request: web.Request, trusted_proxies: tuple[IPNetwork, ...]) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -19,13 +20,11 @@ import threading
 import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
-from app.http.keys import ACCESS_FIELDS, CALLER_SUB, REQUEST_ID
-from app.ops.metrics import Metrics, route_of
+from app.http.keys import REQUEST_ID
 
 access = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -58,7 +57,8 @@ class RequestIdFilter(logging.Filter):
     """Stamp each record with the id of the request being served, when it is made."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.requestId = request_id.get()
+        if not hasattr(record, "requestId"):  # an access line names its request itself
+            record.requestId = request_id.get()
         return True
 
 
@@ -72,26 +72,11 @@ class TextFormatter(logging.Formatter):
         return f"{super().format(record)} {pairs}".rstrip()
 
 
-class _AccessLine(NamedTuple):
-    """An access line as the loop queues it: the LogRecord is made by the writer's thread."""
-
-    created: float
-    request_id: str | None
-    fields: dict[str, Any]
-    extra: dict[str, object]  # what a handler added for the line (ACCESS_FIELDS), e.g. an increment's audit
-
-    def record(self) -> logging.LogRecord:
-        fields = self.fields
-        record = access.makeRecord(access.name, logging.INFO, "(access)", 0, "%s %s %d",
-                                   (fields["method"], fields["route"], fields["status"]), None,
-                                   extra={**self.extra, "request": fields, "requestId": self.request_id})
-        record.created, record.msecs = self.created, (self.created % 1) * 1000
-        return record
-
-
-Queued = logging.LogRecord | _AccessLine
-# Where the access line goes when configure() runs the writer; None: through `logging` (tests).
-_access_queue: queue.SimpleQueue[Queued] | None = None
+# Where the writer's thread takes its work from once configure() ran: records to format, and
+# JSON access lines already encoded. None: records go through `logging` as they are (tests).
+Queued = logging.LogRecord | str
+_queue: queue.SimpleQueue[Queued] | None = None
+_json_access = False  # access lines are encoded on the loop, as text, with no LogRecord
 
 
 class _HandOver(logging.handlers.QueueHandler):
@@ -123,9 +108,10 @@ class _BatchWriter(threading.Thread):
         with contextlib.suppress(queue.Empty):
             while len(lines) < MAX_BATCH:
                 item = self._records.get_nowait()
-                record = item.record() if isinstance(item, _AccessLine) else item
-                if self._handler.filter(record):
-                    lines.append(self._handler.format(record) + "\n")
+                if isinstance(item, str):
+                    lines.append(item)
+                elif self._handler.filter(item):
+                    lines.append(self._handler.format(item) + "\n")
         if lines:
             self._handler.stream.write("".join(lines))
             self._handler.flush()
@@ -149,10 +135,11 @@ def configure(log_format: str | None) -> None:
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if chosen_format(log_format) == "json" else TextFormatter())
-    global _access_queue
+    json_lines = chosen_format(log_format) == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    global _queue, _json_access
     records: queue.SimpleQueue[Queued] = queue.SimpleQueue()
-    _access_queue = records
+    _queue, _json_access = records, json_lines
     hand_over = _HandOver(records)
     hand_over.addFilter(RequestIdFilter())  # on the loop's side: the request id is a context variable
     writer = _BatchWriter(records, handler)
@@ -161,52 +148,53 @@ def configure(log_format: str | None) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[hand_over], force=True)
 
 
-def _request_id(request: web.Request) -> str:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    if given and VALID_REQUEST_ID.match(given):
-        return given
-    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+def request_id_of(request: web.BaseRequest) -> str:
+    """The request's id: the client's X-Request-ID when it is short and printable, else a new one.
+    Taken once per request, by whichever step asks first."""
+    rid = request.get(REQUEST_ID)
+    if rid is None:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = given if given and VALID_REQUEST_ID.match(given) else f"{_ID_PREFIX}{next(_id_counter):016x}"
+        request[REQUEST_ID] = rid
+    return rid
 
 
-def access_middleware(metrics: Metrics) -> Middleware:
-    """Tag the request with an id (echoed in X-Request-ID), time it for the metrics, log one line."""
-
-    @web.middleware
-    async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[REQUEST_ID] = rid = _request_id(request)
-        token = request_id.set(rid)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:  # redirects pass through the error middleware
-            status = exc.status
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            route = route_of(request)
-            metrics.observe(request.method, route, status, seconds)
-            _log_access(request, route, status, seconds)
-            request_id.reset(token)
-
-    return observed
-
-
-def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Part of the response-prepare step, so streams, files and error answers all carry the id."""
-    if (rid := request.get(REQUEST_ID)) is not None:
-        response.headers[REQUEST_ID_HEADER] = rid
-
-
-def _log_access(request: web.Request, route: str, status: int, seconds: float) -> None:
+def log_access(method: str, route: str, status: int, seconds: float, rid: str | None, sub: str | None,
+               extra: dict[str, object] | None) -> None:
+    """One access line. With the JSON log it is encoded here, as JsonFormatter would, and queued as
+    text: no LogRecord and no formatter per request, and the writer's thread only writes."""
     if not access.isEnabledFor(logging.INFO):
         return
-    line = {"method": request.method, "route": route, "status": status,
-            "latencyMs": round(seconds * 1000, 2), "sub": request.get(CALLER_SUB)}
-    extra = request.get(ACCESS_FIELDS, {})
-    if _access_queue is not None:  # the writer makes the record: one line per request, cheap here
-        _access_queue.put(_AccessLine(time.time(), request_id.get(), line, extra))
+    latency_ms = round(seconds * 1000, 2)
+    if _json_access and _queue is not None:
+        _queue.put(_json_access_line(time.time(), method, route, status, latency_ms, rid, sub, extra))
         return
-    access.info("%s %s %d", request.method, route, status, extra={**extra, "request": line})
+    line = {"method": method, "route": route, "status": status, "latencyMs": latency_ms, "sub": sub}
+    access.info("%s %s %d", method, route, status, extra={**(extra or {}), "request": line, "requestId": rid})
+
+
+_quoted = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str
+
+
+def _json_access_line(created: float, method: str, route: str, status: int, latency_ms: float, rid: str | None,
+                      sub: str | None, extra: dict[str, object] | None) -> str:
+    stamp = f"{_second(int(created))}.{int(created % 1 * 1000):03d}+00:00"
+    message = f"{method} {route} {status}"
+    if extra:  # an applied increment's audit: rare enough for json.dumps
+        line: dict[str, Any] = {"time": stamp, "level": "INFO", "logger": access.name, "message": message}
+        if rid is not None:
+            line["requestId"] = rid
+        line["request"] = {"method": method, "route": route, "status": status, "latencyMs": latency_ms, "sub": sub}
+        line.update(extra)
+        return json.dumps(line, default=str) + "\n"
+    rid_field = "" if rid is None else f'"requestId": {_quoted(rid)}, '
+    return (f'{{"time": "{stamp}", "level": "INFO", "logger": "{access.name}", "message": {_quoted(message)}, '
+            f'{rid_field}'
+            f'"request": {{"method": {_quoted(method)}, "route": {_quoted(route)}, "status": {status}, '
+            f'"latencyMs": {latency_ms!r}, "sub": {"null" if sub is None else _quoted(sub)}}}}}\n')
+
+
+@functools.lru_cache(maxsize=4)
+def _second(second: int) -> str:
+    """The timestamp up to the second: the same for every line of that second."""
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,4 +1,4 @@
-"""Prometheus metrics: one registry per app, the request middleware, and counters sampled at scrape time.
+"""Prometheus metrics: one registry per app, request latencies, and counters sampled at scrape time.
 
 With several worker processes, set PROMETHEUS_MULTIPROC_DIR (an empty directory per start):
 every process writes its values there and a scrape of any worker sums them all.
@@ -56,6 +56,10 @@ class Metrics:
         if latency is None:  # bounded: routes are the URL table's, never raw URLs
             latency = self._latency_by_route[method, route] = self.latency.labels(method, route)
         latency.observe(seconds)
+        if status >= 400:
+            self._refused(method, route, status)
+
+    def _refused(self, method: str, route: str, status: int) -> None:
         if status == 429:
             self.rate_limited.labels(route).inc()
         if (method, route) == INCREMENT_ROUTE and status >= 400:
@@ -99,7 +103,10 @@ class Metrics:
             multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
 
-def route_of(request: web.Request) -> str:
+def route_of(request: web.BaseRequest) -> str:
     """The route's canonical path (/scores/{userId}), never the raw URL."""
-    resource = request.match_info.route.resource
+    # A request refused before routing (a bad request line) has no match: aiohttp's public
+    # match_info asserts one, so read the attribute it is kept in.
+    match_info = getattr(request, "_match_info", None)
+    resource = match_info.route.resource if match_info is not None else None
     return resource.canonical if resource is not None else UNMATCHED
