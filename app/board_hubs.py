@@ -42,7 +42,7 @@ def pair_snapshot(entries: list[Entry], board_id: str, period: str, key: str) ->
     version = hashlib.sha256(json.dumps(visible, separators=(",", ":")).encode()).hexdigest()[:20]
     plain = Snapshot(tuple(entries), version, time.time())
     body = {**plain.body(), "board": board_id, "period": period, "periodKey": key}
-    return Snapshot(plain.entries, version, plain.generated_at, encode(body))
+    return Snapshot(plain.entries, version, plain.generated_at, encode(body), f'"{version}"')
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,8 +63,8 @@ async def board_top(request: web.Request) -> web.Response:
         else:
             entries = await boards.top(target, key, query["limit"])
         snapshot = pair_snapshot(entries, board.board_id, query["period"], key)
-    headers = {"ETag": f'"{snapshot.version}"', "Cache-Control": "no-cache"}
-    if "If-None-Match" in request.headers and _etag_matches(request, snapshot.version):
+    headers = {"ETag": snapshot.etag, "Cache-Control": "no-cache"}
+    if "If-None-Match" in request.headers and _etag_matches(request, snapshot.etag):
         return web.Response(status=304, headers=headers)
     headers["Content-Type"] = "application/json"
     return web.Response(body=snapshot.encoded, headers=headers)
