@@ -1,9 +1,10 @@
 """The Scoreboard: increments, users and reads, over the Store, Board, Bus and RateLimiter.
 
 Increments are committed in batches (group commit); the read model and the change notification
-of a batch follow in one round trip. A read
-model or bus failure after a commit never fails the request: reads fall back to the
-database and the read model is rebuilt when the live backend returns.
+of a batch follow in one round trip, which callers do not wait for (their 200 is the commit), but
+this process's own reads do (read-your-writes). A read model or bus failure after a commit never
+fails the request: reads fall back to the database and the read model is rebuilt when the live
+backend returns.
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class Scoreboard:
         self._actions = dict(actions)
         self._default_action = next(iter(actions))
         self._freshness = freshness or Freshness()
+        self._announcing: set[asyncio.Task[None]] = set()  # read-model writes of committed batches
         self._batcher: Batcher[_Request, Incremented] = Batcher(
             self._increments, batch_window, batch_max, BATCHES_IN_FLIGHT)
 
@@ -67,6 +69,14 @@ class Scoreboard:
     async def drain(self) -> None:
         """Answer every increment already accepted (at shutdown)."""
         await self._batcher.drain()
+        while self._announcing:
+            await asyncio.gather(*self._announcing, return_exceptions=True)
+
+    async def _announced(self) -> None:
+        """Wait for the read-model writes of the batches committed so far: a read that follows an
+        answered increment in this process sees it."""
+        if self._announcing:
+            await asyncio.gather(*self._announcing, return_exceptions=True)
 
     async def _increments(self, requests: Sequence[_Request]) -> list[Incremented | AppError]:
         """One batch: admitted by the limits, committed together (the store answers replays from
@@ -131,9 +141,19 @@ class Scoreboard:
             return [exc] * len(batch)
 
     async def _applied(self, results: list[IncrementResult]) -> None:
-        """After the commit: the read model and the change notification in one round trip."""
+        """After the commit: the read model and the change notification start (one round trip,
+        not waited for: the board keeps the newest seq per user, so batches may land in any order);
+        the anomaly check, when on, runs before the callers are answered."""
         if not results:
             return
+        task = asyncio.create_task(self._announce(results), name="announce")
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+        if self._moderation.enabled:
+            for result in results:
+                await self._moderation.observe(result)
+
+    async def _announce(self, results: list[IncrementResult]) -> None:
         newest = {r.user_id: r.entry for r in sorted(results, key=lambda r: r.seq)}
         try:
             await self._board.upsert(newest.values(), announce=self._bus)
@@ -141,9 +161,9 @@ class Scoreboard:
             # Until a repair that starts after this has run, this process reads from the database.
             self._freshness.write_failed()
             log.warning("read model or bus not updated after commit (the reconciler repairs it): %s", exc)
-        if self._moderation.enabled:
-            for result in results:
-                await self._moderation.observe(result)
+        except Exception:  # a bug: the callers have their answers already; the reconciler repairs the board
+            self._freshness.write_failed()
+            log.exception("read model or bus not updated after commit")
 
     async def save_user(self, user_id: str, display_name: str) -> Standing:
         entry = await self._store.save_user(user_id, display_name)
@@ -157,6 +177,7 @@ class Scoreboard:
 
     async def top(self, limit: int) -> list[Entry]:
         """From the read model when this process can trust it, else from the database."""
+        await self._announced()
         if self._freshness.trusted:
             with contextlib.suppress(LiveUnavailable):
                 return await self._board.top(limit)
@@ -164,6 +185,7 @@ class Scoreboard:
 
     async def standing(self, user_id: str, around: int) -> Standing:
         standing = None
+        await self._announced()
         if self._freshness.trusted:
             with contextlib.suppress(LiveUnavailable):
                 standing = await self._board.standing(user_id, around)
