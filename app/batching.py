@@ -29,14 +29,18 @@ class Batcher(Generic[Item, Answer]):
         self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Answer:
+        # A submitter that goes away cancels only its own future; the batch runs on for its neighbours.
+        return await self.add(item)
+
+    def add(self, item: Item) -> asyncio.Future[Answer]:
+        """Queue the item; the future gets its answer (for a caller that awaits it later)."""
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if len(self._pending) >= self._max_size:
             self._start()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._window, self._start)
-        # A submitter that goes away cancels only its own future; the batch runs on for its neighbours.
-        return await future
+        return future
 
     def _start(self) -> None:
         if self._timer is not None:

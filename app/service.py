@@ -1,9 +1,10 @@
 """The Scoreboard: increments, users and reads, over the Store, Board, Bus and RateLimiter.
 
 Increments are committed in batches (group commit); the read model and the change notification
-of a batch follow in one round trip. A read
-model or bus failure after a commit never fails the request: reads fall back to the
-database and the read model is rebuilt when the live backend returns.
+of a batch follow in one round trip, which callers do not wait for (their 200 is the commit), but
+this process's own reads do (read-your-writes). A read model or bus failure after a commit never
+fails the request: reads fall back to the database and the read model is rebuilt when the live
+backend returns.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from app.store.batch import Outcome
 
 log = logging.getLogger(__name__)
 BATCHES_IN_FLIGHT = 2  # batches committing at once: one gathers while the other waits on the database
+ADMISSIONS_IN_FLIGHT = 4  # rate-limit checks on their way to Redis at once; more arrivals wait and join one
 
 
 class Incremented(NamedTuple):
@@ -40,6 +42,7 @@ class _Request(NamedTuple):
     user_id: str
     action_id: str
     action: str
+    admission: asyncio.Future[Admission] | None  # the limits' answer, when checked as the request arrived
 
 
 class Scoreboard:
@@ -57,45 +60,62 @@ class Scoreboard:
         self._default_action = next(iter(actions))
         self._freshness = freshness or Freshness()
         self._clock = clock  # the batch's `now`: which period of each board its increments count toward
+        self._announcing: set[asyncio.Task[None]] = set()  # read-model writes of committed batches
         self._batcher: Batcher[_Request, Incremented] = Batcher(
             self._increments, batch_window, batch_max, BATCHES_IN_FLIGHT)
+        # With shared limits (and no anomaly blocks, which come first) a request's limits are checked
+        # as it arrives, gathered per loop turn: the round trip overlaps the batch window instead of
+        # following it. The store finds the replays, whose counts are taken back.
+        self._early = limiter.shared and not moderation.blocking
+        self._admissions: Batcher[tuple[str, str], Admission] = Batcher(
+            limiter.admit, 0.0, batch_max, ADMISSIONS_IN_FLIGHT)
 
     async def increment(self, caller: str, user_id: str, action_id: str, action: str | None) -> Incremented:
         """Apply the action's points once per actionId; a replay returns the record.
 
         Increments arriving together are committed in one batch; this returns after the commit."""
-        return await self._batcher.submit(_Request(caller, user_id, action_id, action or self._default_action))
+        admission = self._admissions.add((user_id, caller)) if self._early else None
+        return await self._batcher.submit(
+            _Request(caller, user_id, action_id, action or self._default_action, admission))
 
     async def drain(self) -> None:
         """Answer every increment already accepted (at shutdown)."""
+        await self._admissions.drain()
         await self._batcher.drain()
+        while self._announcing:
+            await asyncio.gather(*self._announcing, return_exceptions=True)
+
+    async def _announced(self) -> None:
+        """Wait for the read-model writes of the batches committed so far: a read that follows an
+        answered increment in this process sees it."""
+        if self._announcing:
+            await asyncio.gather(*self._announcing, return_exceptions=True)
 
     async def _increments(self, requests: Sequence[_Request]) -> list[Incremented | AppError]:
         """One batch: admitted by the limits, committed together (the store answers replays from
         the record), then published; each request keeps its own answer."""
-        # With Redis limits a lookup round trip first would only delay the batch: the store finds
-        # the replays, whose counts are taken back, and a refused request is checked afterwards.
-        optimistic = self._limiter.shared and not self._moderation.blocking
-        recorded = {} if optimistic else await self._store.recorded({r.action_id for r in requests})
+        # With limits checked on arrival a lookup round trip first would only delay the batch: the
+        # store finds the replays, whose counts are taken back, and a refused request is checked afterwards.
+        recorded = {} if self._early else await self._store.recorded({r.action_id for r in requests})
         firsts = _first_uses(requests, recorded)
+        admissions, doubles = await self._admissions_of(requests, list(firsts.values()))
         answers: dict[int, Incremented | AppError] = {}
         work: dict[int, Quota] = {}
-        for index, admission in zip(firsts.values(), await self._admit([requests[i] for i in firsts.values()]),
-                                    strict=True):
+        for index, admission in zip(firsts.values(), admissions, strict=True):
             if isinstance(admission, Quota):
                 work[index] = admission
             else:
                 answers[index] = admission
         outcomes, late = await asyncio.gather(
             self._commit([self._new(requests[i]) for i in work]),
-            self._replays([requests[i].action_id for i in answers] if optimistic else []))
+            self._replays([requests[i].action_id for i in answers] if self._early else []))
         answers.update({i: _answer(requests[i], late[requests[i].action_id], None)
                         for i in answers if requests[i].action_id in late})
         for (index, quota), outcome in zip(work.items(), outcomes, strict=True):
             answers[index] = _answer(requests[index], outcome, quota)
         await self._limiter.refund([(requests[i].user_id, requests[i].caller) for i, outcome
                                     in zip(work, outcomes, strict=True)
-                                    if isinstance(outcome, IncrementResult) and not outcome.applied])
+                                    if isinstance(outcome, IncrementResult) and not outcome.applied] + doubles)
         await self._applied([a.result for a in answers.values() if isinstance(a, Incremented) and a.result.applied])
         return [_answer(r, recorded[r.action_id], None) if r.action_id in recorded
                 else answers[i] if i in answers else _replay(r, answers[firsts[r.action_id]])
@@ -113,6 +133,19 @@ class Scoreboard:
     def _new(self, request: _Request) -> Increment:
         return Increment(request.user_id, request.action_id, request.action, self._actions[request.action],
                          request.caller)
+
+    async def _admissions_of(self, requests: Sequence[_Request], firsts: list[int]
+                             ) -> tuple[list[Admission | AppError], list[tuple[str, str]]]:
+        """The first uses' admissions, and the (userId, caller) of the later uses in the batch that
+        were counted on arrival (replays of the first: their counts are taken back)."""
+        if not self._early:
+            return await self._admit([requests[i] for i in firsts]), []
+        checked = [await _arrived(request.admission) for request in requests if request.admission is not None]
+        first_uses = set(firsts)
+        doubles = [(request.user_id, request.caller) for index, (request, admission)
+                   in enumerate(zip(requests, checked, strict=True))
+                   if index not in first_uses and isinstance(admission, Quota)]
+        return [checked[index] for index in firsts], doubles
 
     async def _admit(self, requests: Sequence[_Request]) -> list[Admission | AppError]:
         """Anomaly blocks (only when on), then both rate limits in one round trip; a refused
@@ -133,9 +166,19 @@ class Scoreboard:
             return [exc] * len(batch)
 
     async def _applied(self, results: list[IncrementResult]) -> None:
-        """After the commit: the read model and the change notification in one round trip."""
+        """After the commit: the read model and the change notification start (one round trip,
+        not waited for: the board keeps the newest seq per user, so batches may land in any order);
+        the anomaly check, when on, runs before the callers are answered."""
         if not results:
             return
+        task = asyncio.create_task(self._announce(results), name="announce")
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+        if self._moderation.enabled:
+            for result in results:
+                await self._moderation.observe(result)
+
+    async def _announce(self, results: list[IncrementResult]) -> None:
         newest = {r.user_id: r.entry for r in sorted(results, key=lambda r: r.seq)}
         try:
             await self._board.upsert(newest.values(), announce=self._bus)
@@ -143,9 +186,9 @@ class Scoreboard:
             # Until a repair that starts after this has run, this process reads from the database.
             self._freshness.write_failed()
             log.warning("read model or bus not updated after commit (the reconciler repairs it): %s", exc)
-        if self._moderation.enabled:
-            for result in results:
-                await self._moderation.observe(result)
+        except Exception:  # a bug: the callers have their answers already; the reconciler repairs the board
+            self._freshness.write_failed()
+            log.exception("read model or bus not updated after commit")
 
     async def save_user(self, user_id: str, display_name: str) -> Standing:
         entry = await self._store.save_user(user_id, display_name)
@@ -159,6 +202,7 @@ class Scoreboard:
 
     async def top(self, limit: int) -> list[Entry]:
         """From the read model when this process can trust it, else from the database."""
+        await self._announced()
         if self._freshness.trusted:
             with contextlib.suppress(LiveUnavailable):
                 return await self._board.top(limit)
@@ -166,6 +210,7 @@ class Scoreboard:
 
     async def standing(self, user_id: str, around: int) -> Standing:
         standing = None
+        await self._announced()
         if self._freshness.trusted:
             with contextlib.suppress(LiveUnavailable):
                 standing = await self._board.standing(user_id, around)
@@ -215,6 +260,14 @@ def _replay(request: _Request, first: Incremented | AppError) -> Incremented | A
     if isinstance(first, AppError):
         return first
     return _answer(request, dataclasses.replace(first.result, applied=False), None)
+
+
+async def _arrived(admission: asyncio.Future[Admission]) -> Admission | AppError:
+    """An admission checked on arrival: the batcher hands a refusal over as the item's exception."""
+    try:
+        return await admission
+    except AppError as exc:
+        return exc
 
 
 async def _refusal(check: Awaitable[None]) -> AppError | None:

@@ -25,6 +25,16 @@ async def test_replays_in_a_batch_use_no_quota(make_client: Any, settings: Setti
     assert (await _post(client, "u1", "a3"))[0] == 429
 
 
+async def test_a_new_action_id_used_several_times_in_a_batch_counts_once(make_client: Any, settings: Settings) -> None:
+    # With Redis each use is counted as it arrives, before the batch knows they repeat: the
+    # later uses are replays, and their counts are taken back.
+    client = await make_client(replace(settings, rate_limit_user="2/minute", batch_window=0.05))
+    uses = await asyncio.gather(*(_post(client, "u1", "n1") for _ in range(5)))
+    assert sorted((status, body["applied"]) for status, body in uses) == [(200, False)] * 4 + [(200, True)]
+    assert (await _post(client, "u1", "n2"))[0] == 200  # the second of two
+    assert (await _post(client, "u1", "n3"))[0] == 429
+
+
 async def test_a_refusal_by_one_limit_uses_none_of_the_other(make_client: Any, settings: Settings) -> None:
     client = await make_client(replace(settings, rate_limit_user="2/minute", rate_limit_caller="1/minute"))
     assert (await _post(client, "u1", "a1"))[0] == 200
