@@ -22,6 +22,7 @@ Setup = Callable[[], AbstractContextManager[Settings]]
 SUBCOMMANDS = {
     "hotread": "bench.hotread", "fanout": "bench.fanout", "screen": "bench.screen",
     "increments": "bench.increments", "screen-load": "bench.screen_load", "scale": "bench.scale",
+    "redis-outage": "bench.redis_outage",
 }
 
 
