@@ -5,7 +5,9 @@ touched (a benchmark that fills Redis or kills it runs its own).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -39,34 +41,55 @@ def sql(url: str, statement: str) -> list[Any]:
         conn.close()
 
 
-@contextmanager
-def schema(prefix: str) -> Iterator[str]:
-    """A migrated schema named `prefix` + random hex, dropped on exit."""
+def create_schema(prefix: str) -> str:
+    """A migrated schema named `prefix` + random hex."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     sql(POSTGRES, f"CREATE SCHEMA {name}")
     try:
         migrate(f"{POSTGRES}?schema={name}")
+    except BaseException:
+        drop_schema(name)
+        raise
+    return name
+
+
+def drop_schema(name: str) -> None:
+    sql(POSTGRES, f"DROP SCHEMA {name} CASCADE")
+
+
+@contextmanager
+def schema(prefix: str) -> Iterator[str]:
+    """A migrated schema, dropped on exit."""
+    name = create_schema(prefix)
+    try:
         yield name
     finally:
-        sql(POSTGRES, f"DROP SCHEMA {name} CASCADE")
+        drop_schema(name)
 
 
 class RedisServer:
     """`redis-server` without persistence on a free port, which can be killed and started again
     (empty) on the same port."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None, pid: int | None = None) -> None:
+        """A new server on a free port; or, with `port` and `pid`, one left running by an earlier run."""
+        self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
+        self._pid = pid
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else self._pid
+
     def start(self) -> None:
         self._process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL)
+            # a server kept for a later run holds none of our pipes nor our process group's signals
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
         try:
@@ -87,6 +110,10 @@ class RedisServer:
             self._process.kill()
             self._process.wait()
             self._process = None
+        elif self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                os.kill(self._pid, signal.SIGKILL)
+            self._pid = None
 
     def used_memory_mb(self) -> float:
         client = redis.Redis(port=self.port)

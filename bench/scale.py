@@ -31,11 +31,12 @@ from typing import Any
 import redis
 
 from bench.backends import SECRET
-from bench.private import POSTGRES, RedisServer, free_port, redis_server, schema, sql
+from bench.private import POSTGRES, RedisServer, create_schema, drop_schema, free_port, sql
 from bench.report import RESULTS, _machine
 
 WAIT = 280.0  # seconds: the longest any phase may take
 WRK_SECONDS = 4
+KEPT = RESULTS / "scale-kept.json"  # what --keep left for --reuse
 # BENCH_PROFILE=1: py-spy (from this venv) records the service during each repair
 PROFILE = str(Path(sys.executable).parent / "py-spy") if os.environ.get("BENCH_PROFILE") else ""
 WRK_SCRIPT = """
@@ -224,34 +225,60 @@ async def _repair_round(point: Point, schema: str, port: int, pid: int, script: 
     point.non_2xx += errors
 
 
-async def measure(users: int, changes: int, rounds: int, budget: float) -> Point:
-    point = Point(users=users, repair_changes=changes)
+async def measure(users: int, changes: int, rounds: int, budget: float, keep: bool, reuse: bool) -> Point:
+    """With `reuse`, on the schema and read model an earlier `keep` run left (no seed, no cold start)."""
     RESULTS.mkdir(exist_ok=True)
+    if reuse:
+        kept = json.loads(KEPT.read_text())
+        users, name, server = kept["users"], kept["schema"], RedisServer(kept["redis_port"], kept["redis_pid"])
+        if not redis.Redis(port=server.port).exists("scale:mark"):
+            raise SystemExit(f"the read model kept in {KEPT} is gone: run with --keep again")
+    else:
+        name, server = create_schema("bench_scale"), RedisServer()
+        server.start()
+    point = Point(users=users, repair_changes=changes)
     log, script = RESULTS / f"scale-{users}.log", RESULTS / "scale-scores.lua"
-    with schema("bench_scale") as name, redis_server() as server:
-        point.seed_seconds = round(_seed(name, users), 1)
-        truth = _truth(name, [f"u{n}" for n in (1, users // 2, users)])
-        print(f"scale: {users} users seeded in {point.seed_seconds} s", file=sys.stderr, flush=True)
-        service = Service(name, server.url, log)
-        try:
-            await _cold(point, service, server, truth, budget)
-            if point.complete_extrapolated:  # stay within the lock's time: the rest needs a complete board
-                return point
-            # the seeded rows, the rebuild and the restarts are reused: only the service restarts
-            for _ in range(rounds):
-                await service.stop()
-                started = await service.start()
-                point.intact_correct_reads_seconds.append(round(await _until_correct(service.port, truth, started), 2))
-                print(f"scale: {users} users, intact start: correct reads after "
-                      f"{point.intact_correct_reads_seconds[-1]} s", file=sys.stderr, flush=True)
-            for round_no in range(rounds):
-                assert service.process is not None
-                await _repair_round(point, name, service.port, service.process.pid, script, round_no)
-            point.rss_mb = round(service.rss_mb(), 1)
-            point.redis_used_mb = round(server.used_memory_mb(), 1)
-        finally:
+    service = Service(name, server.url, log)
+    try:
+        truth = await _prepare(point, name, service, server, budget, reuse)
+        if point.complete_extrapolated:  # stay within the lock's time: the rest needs a complete board
+            return point
+        # the seeded rows and the rebuilt read model are reused: only the service restarts
+        for _ in range(rounds):
             await service.stop()
+            started = await service.start()
+            point.intact_correct_reads_seconds.append(round(await _until_correct(service.port, truth, started), 2))
+            print(f"scale: {users} users, intact start: correct reads after "
+                  f"{point.intact_correct_reads_seconds[-1]} s", file=sys.stderr, flush=True)
+        for round_no in range(rounds):
+            assert service.process is not None
+            await _repair_round(point, name, service.port, service.process.pid, script, round_no)
+        point.rss_mb = round(service.rss_mb(), 1)
+        point.redis_used_mb = round(server.used_memory_mb(), 1)
+    finally:
+        await service.stop()
+        if keep and not point.complete_extrapolated:
+            KEPT.write_text(json.dumps({"users": users, "schema": name, "redis_port": server.port,
+                                        "redis_pid": server.pid}))
+        else:
+            server.kill()
+            drop_schema(name)
+            KEPT.unlink(missing_ok=True)
     return point
+
+
+async def _prepare(point: Point, name: str, service: Service, server: RedisServer, budget: float,
+                   reuse: bool) -> dict[str, tuple[int, int]]:
+    """Seed and build the read model with a cold start (unless reused); the sampled users' truth."""
+    if not reuse:
+        point.seed_seconds = round(_seed(name, point.users), 1)
+        print(f"scale: {point.users} users seeded in {point.seed_seconds} s", file=sys.stderr, flush=True)
+    truth = _truth(name, [f"u{n}" for n in (1, point.users // 2, point.users)])
+    if not reuse:
+        await _cold(point, service, server, truth, budget)
+    else:
+        await service.start()
+    return truth
 
 
 async def _cold(point: Point, service: Service, server: RedisServer, truth: dict[str, tuple[int, int]],
@@ -275,8 +302,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="restarts on the intact read model, and repairs")
     parser.add_argument("--budget", type=float, default=WAIT,
                         help="seconds to wait for a complete read model; past it, extrapolate and stop")
+    parser.add_argument("--keep", action="store_true",
+                        help=f"leave the seeded schema and the read model's Redis running for --reuse (in {KEPT})")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure on what --keep left: no seed, no cold start; removed after unless --keep")
     args = parser.parse_args(argv)
-    points = [asyncio.run(measure(users, args.changes, args.rounds, args.budget)) for users in args.users]
+    if args.keep and len(args.users) > 1:
+        parser.error("--keep keeps one size")
+    sizes = [0] if args.reuse else args.users
+    points = [asyncio.run(measure(users, args.changes, args.rounds, args.budget, args.keep, args.reuse))
+              for users in sizes]
     document = {"generatedAt": datetime.now(UTC).isoformat(timespec="seconds"), "machine": _machine(),
                 "points": [point.summary() for point in points]}
     path = RESULTS / "scale.json"
