@@ -210,7 +210,8 @@ async def _repair_round(point: Point, schema: str, port: int, pid: int, script: 
     point.non_2xx += errors
     before = await _repaired(port)
     first = 1 + round_no * point.repair_changes % point.users
-    sql(POSTGRES, f"UPDATE {schema}.users SET score = score + 1 WHERE user_id IN "
+    # as an increment does: a new score with a new seq (the read model takes only newer seqs)
+    sql(POSTGRES, f"UPDATE {schema}.users SET score = score + 1, seq = nextval('{schema}.score_seq') WHERE user_id IN "
                    f"(SELECT 'u' || g FROM generate_series({first}, {first + point.repair_changes - 1}) AS g)")
     started = time.monotonic()
     wrk = asyncio.create_task(_wrk(port, point.users, script))
@@ -218,6 +219,7 @@ async def _repair_round(point: Point, schema: str, port: int, pid: int, script: 
     while await _repaired(port) < before + point.repair_changes and time.monotonic() - started < WAIT:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     point.repair_seconds.append(round(time.monotonic() - started, 2))
+    await _until_correct(port, _truth(schema, [f"u{first}"]), time.monotonic())  # repaired, not only counted
     p99, errors = await wrk
     if profile is not None:
         await profile
