@@ -115,6 +115,8 @@ class Reconciler:
                 except (LiveUnavailable, ServiceUnavailable) as exc:
                     log.warning("read model not reconciled: %s", exc)
                     applied = 0
+                    # every failed write wakes this loop: during an outage, one try per pause is enough
+                    await asyncio.sleep(RETRY)
                 busy = applied is None and not self._freshness.trusted
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wanted.wait(), RETRY if busy else self._interval)

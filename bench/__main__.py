@@ -22,7 +22,7 @@ Setup = Callable[[], AbstractContextManager[Settings]]
 SUBCOMMANDS = {
     "hotread": "bench.hotread", "fanout": "bench.fanout", "screen": "bench.screen",
     "increments": "bench.increments", "screen-load": "bench.screen_load", "scale": "bench.scale",
-    "boards": "bench.boards",
+    "boards": "bench.boards", "redis-outage": "bench.redis_outage",
 }
 
 

@@ -3,6 +3,7 @@ costs one timeout per breaker pause instead of one per call."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,12 @@ from app.errors import RateLimited
 from app.http.keys import HUB
 from app.live import LiveUnavailable, open_live
 from app.ratelimit import Quota, RateLimiter
+from app.reconcile import RETRY, Reconciler
+from app.store import open_store
+from app.store.migrations import migrate
+from app.tasks import stop
 from tests.conftest import SECRET, MakeClient, auth, eventually
+from tests.services import free_port
 
 
 async def _increment(client: TestClient[Any, Any]) -> None:
@@ -95,3 +101,23 @@ async def test_the_rate_limiter_shares_the_breaker(blackhole: list[int]) -> None
         assert limiter.fallbacks == 4
         assert blackhole[0] == 1  # the first check waited out the timeout; the breaker answered the rest
         assert live.status() == "unavailable"
+
+
+async def test_failed_writes_wake_the_reconciler_once_per_pause(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """During an outage every batch's failed board write wakes the repair: it tries again only
+    after a pause, instead of once per batch."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    migrate(url)
+    async with open_store(url, 5.0) as store, open_live(f"redis://127.0.0.1:{free_port()}/0", "test:") as live:
+        reconciler = asyncio.create_task(Reconciler(store, live, interval=60).run())
+        began = time.monotonic()
+        try:
+            for _ in range(50):  # refused connections: every write fails at once
+                live.freshness.write_failed()
+                await asyncio.sleep(0.01)
+        finally:
+            elapsed = time.monotonic() - began
+            await stop(reconciler)
+    tries = [r for r in caplog.records if r.getMessage().startswith("read model not reconciled")]
+    assert 1 <= len(tries) <= 1 + elapsed / RETRY
