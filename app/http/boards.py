@@ -8,8 +8,9 @@ from aiohttp import web
 from app.board_hubs import TOP_SIZE, pair_snapshot
 from app.boards import BoardConfig, is_main_all
 from app.http import board_schemas as bs
-from app.http.handlers import _caller, _etag_matches, _json_body, _load, _standing_body, _user_id
+from app.http.handlers import path_user_id, standing_body
 from app.http.keys import BOARD_HUBS, BOARDS, HUB, SETTINGS
+from app.http.parsing import authenticated, etag_matches, json_body, load, path_param
 
 _BOARD_PATH = bs.BoardPath()
 _TOP_QUERY = bs.BoardTopQuery()
@@ -18,11 +19,7 @@ _STREAM_QUERY = bs.BoardStreamQuery()
 
 
 def board_id(request: web.Request) -> str:
-    raw = request.match_info["boardId"]
-    if bs.BOARD_ID_PATTERN.match(raw):
-        return raw
-    loaded: str = _load(_BOARD_PATH, {"boardId": raw})["boardId"]
-    return loaded
+    return path_param(request, "boardId", bs.BOARD_ID_PATTERN, _BOARD_PATH)
 
 
 def board_body(board: BoardConfig) -> dict[str, Any]:
@@ -36,22 +33,22 @@ async def list_boards(request: web.Request) -> web.Response:
 
 
 async def put_board(request: web.Request) -> web.Response:
-    await _caller(request, "boards:write")
+    await authenticated(request, "boards:write")
     target = board_id(request)
-    body = await _json_body(request, bs.board_body(tuple(request.app[SETTINGS].actions)))
+    body = await json_body(request, bs.board_body(tuple(request.app[SETTINGS].actions)))
     actions = None if body["actions"] is None else tuple(body["actions"])
     board = BoardConfig(target, body["title"], actions, tuple(body["periods"]), body["timeZone"])
     return web.json_response(board_body(await request.app[BOARDS].save(board)))
 
 
 async def delete_board(request: web.Request) -> web.Response:
-    await _caller(request, "boards:write")
+    await authenticated(request, "boards:write")
     await request.app[BOARDS].delete(board_id(request))
     return web.Response(status=204)
 
 
 async def board_top(request: web.Request) -> web.Response:
-    target, query = board_id(request), _load(_TOP_QUERY, request.query)
+    target, query = board_id(request), load(_TOP_QUERY, request.query)
     boards = request.app[BOARDS]
     board, key = await boards.period_key(target, query["period"], query["at"])
     hub = request.app[BOARD_HUBS].watched(target, query["period"])
@@ -64,17 +61,17 @@ async def board_top(request: web.Request) -> web.Response:
             entries = await boards.top(target, key, query["limit"])
         snapshot = pair_snapshot(entries, board.board_id, query["period"], key)
     headers = {"ETag": snapshot.etag, "Cache-Control": "no-cache"}
-    if "If-None-Match" in request.headers and _etag_matches(request, snapshot.etag):
+    if "If-None-Match" in request.headers and etag_matches(request, snapshot.etag):
         return web.Response(status=304, headers=headers)
     headers["Content-Type"] = "application/json"
     return web.Response(body=snapshot.encoded, headers=headers)
 
 
 async def board_score(request: web.Request) -> web.Response:
-    target, user_id = board_id(request), _user_id(request)
-    query = _load(_SCORE_QUERY, request.query)
+    target, user_id = board_id(request), path_user_id(request)
+    query = load(_SCORE_QUERY, request.query)
     boards = request.app[BOARDS]
     _, key = await boards.period_key(target, query["period"], query["at"])
     standing = await boards.standing(target, key, user_id, query["around"])
-    body = _standing_body(standing, query["around"] if "around" in request.query else None)
+    body = standing_body(standing, query["around"] if "around" in request.query else None)
     return web.json_response({**body, "board": target, "period": query["period"], "periodKey": key})

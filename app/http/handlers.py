@@ -1,17 +1,15 @@
 """REST handlers: authenticate, validate, call the Scoreboard, shape the response."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
-from marshmallow import Schema, ValidationError, validate
+from marshmallow import Schema, validate
 
-from app.auth.tokens import Caller
 from app.domain import AuditEvent, IncrementResult, Standing
-from app.errors import UnsupportedMediaType, ValidationFailed
 from app.http import schemas
-from app.http.keys import ACCESS_FIELDS, CALLER_SUB, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS, VERIFIER
+from app.http.keys import ACCESS_FIELDS, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS
+from app.http.parsing import authenticated, etag_matches, json_body, json_object, load, path_param
 from app.hub import TOP_SIZE
 from app.service import audit_fields
 from app.snapshot import Snapshot, entry_body
@@ -23,49 +21,6 @@ _SCORE_QUERY = schemas.ScoreQuery()
 _USER_BODY = schemas.UserBody()
 _EVENTS_QUERY = schemas.EventsQuery()
 
-async def _caller(request: web.Request, scope: str) -> Caller:
-    caller = await request.app[VERIFIER].caller(request.headers.get("Authorization"))
-    request[CALLER_SUB] = caller.sub
-    caller.require(scope)
-    return caller
-
-
-def _load(schema: Schema, data: Any) -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = schema.load(data)
-    except ValidationError as exc:
-        fields = exc.normalized_messages()  # type: ignore[no-untyped-call]
-        raise ValidationFailed("the request is invalid", {"fields": fields}) from None
-    return loaded
-
-
-async def _json_body(request: web.Request, schema: Schema) -> dict[str, Any]:
-    return _load(schema, await _json_object(request))
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("the body must be application/json")
-    raw = await request.read()  # bounded by client_max_size: aiohttp answers 413 beyond it
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too many digits, nested too deep
-        raise ValidationFailed(f"the body is not valid JSON: {exc}", {"fields": {"body": ["malformed JSON"]}}) from None
-    if not isinstance(data, dict):
-        raise ValidationFailed("the body must be a JSON object", {"fields": {"body": ["not an object"]}})
-    return data
-
-
-def _user_id(request: web.Request) -> str:
-    """The path's userId: checked against the schema's own pattern, and loaded through the schema
-    (for its error naming the field) only when it does not match."""
-    user_id = request.match_info["userId"]
-    if schemas.USER_ID_PATTERN.match(user_id):
-        return user_id
-    loaded: str = _load(_USER_PATH, {"userId": user_id})["userId"]
-    return loaded
-
-
 def _increment_body(result: IncrementResult) -> dict[str, Any]:
     return {
         "userId": result.user_id, "actionId": result.action_id, "action": result.action,
@@ -73,7 +28,11 @@ def _increment_body(result: IncrementResult) -> dict[str, Any]:
     }
 
 
-def _standing_body(standing: Standing, around: int | None = None) -> dict[str, Any]:
+def path_user_id(request: web.Request) -> str:
+    return path_param(request, "userId", schemas.USER_ID_PATTERN, _USER_PATH)
+
+
+def standing_body(standing: Standing, around: int | None = None) -> dict[str, Any]:
     entry = standing.entry
     body: dict[str, Any] = {
         "userId": entry.user_id, "displayName": entry.display_name, "score": entry.score, "rank": standing.rank,
@@ -84,15 +43,10 @@ def _standing_body(standing: Standing, around: int | None = None) -> dict[str, A
     return body
 
 
-def _etag_matches(request: web.Request, etag: str) -> bool:
-    tags = {tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")}
-    return etag in tags or "*" in tags
-
-
 async def increment(request: web.Request) -> web.Response:
-    caller = await _caller(request, "scores:write")
-    schema, data = schemas.increment_body(tuple(request.app[SETTINGS].actions)), await _json_object(request)
-    body = schema.fast_load(data) or _load(schema, data)
+    caller = await authenticated(request, "scores:write")
+    schema, data = schemas.increment_body(tuple(request.app[SETTINGS].actions)), await json_object(request)
+    body = schema.fast_load(data) or load(schema, data)
     result, quota = await request.app[SCOREBOARD].increment(
         caller.sub, body["userId"], body["actionId"], body["action"])
     if result.applied:  # the access line carries it: one log line per increment
@@ -119,7 +73,7 @@ class _IntegerParameter:
             return self.default
         if raw.isascii() and raw.isdigit() and len(raw) < 4 and self.low <= int(raw) <= self.high:
             return int(raw)
-        value: int = _load(self.schema, request.query)[self.name]
+        value: int = load(self.schema, request.query)[self.name]
         return value
 
 
@@ -133,37 +87,37 @@ async def top(request: web.Request) -> web.Response:
     # and its body is encoded once per version.
     hub = request.app[HUB]
     snapshot = hub.snapshot if limit == TOP_SIZE else Snapshot.of(await request.app[SCOREBOARD].top(limit))
-    if "If-None-Match" in request.headers and _etag_matches(request, snapshot.etag):
+    if "If-None-Match" in request.headers and etag_matches(request, snapshot.etag):
         return web.Response(status=304, headers={"ETag": snapshot.etag, "Cache-Control": "no-cache"})
     return web.Response(body=snapshot.encoded, headers={"ETag": snapshot.etag, "Cache-Control": "no-cache",
                                                         "Content-Type": "application/json"})
 
 
 async def score(request: web.Request) -> web.Response:
-    user_id = _user_id(request)
+    user_id = path_user_id(request)
     around = _AROUND.read(request)
     standing = await request.app[SCOREBOARD].standing(user_id, around)
-    return web.json_response(_standing_body(standing, around if "around" in request.query else None))
+    return web.json_response(standing_body(standing, around if "around" in request.query else None))
 
 
 async def put_user(request: web.Request) -> web.Response:
-    await _caller(request, "users:write")
-    user_id = _user_id(request)
-    body = await _json_body(request, _USER_BODY)
+    await authenticated(request, "users:write")
+    user_id = path_user_id(request)
+    body = await json_body(request, _USER_BODY)
     standing = await request.app[SCOREBOARD].save_user(user_id, body["displayName"])
-    return web.json_response(_standing_body(standing))
+    return web.json_response(standing_body(standing))
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    await _caller(request, "users:delete")
-    await request.app[SCOREBOARD].delete_user(_user_id(request))
+    await authenticated(request, "users:delete")
+    await request.app[SCOREBOARD].delete_user(path_user_id(request))
     return web.Response(status=204)
 
 
 async def user_events(request: web.Request) -> web.Response:
-    await _caller(request, "audit:read")
-    user_id = _user_id(request)
-    query = _load(_EVENTS_QUERY, request.query)
+    await authenticated(request, "audit:read")
+    user_id = path_user_id(request)
+    query = load(_EVENTS_QUERY, request.query)
     events, next_id = await request.app[MODERATION].events(user_id, query["cursor"], query["limit"])
     return web.json_response({
         "events": [_event_body(event) for event in events],
@@ -172,8 +126,8 @@ async def user_events(request: web.Request) -> web.Response:
 
 
 async def clear_flag(request: web.Request) -> web.Response:
-    await _caller(request, "users:write")
-    await request.app[MODERATION].clear_flag(_user_id(request))
+    await authenticated(request, "users:write")
+    await request.app[MODERATION].clear_flag(path_user_id(request))
     return web.Response(status=204)
 
 
