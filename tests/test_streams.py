@@ -13,7 +13,7 @@ import pytest
 from app.config import Settings
 from app.errors import RateLimited, ServiceUnavailable
 from app.http.keys import HUB
-from app.streams import HIGH_WATER, Frame, StreamRegistry
+from app.streams import HIGH_WATER, Frame, Stream, StreamRegistry
 from tests.conftest import MakeClient
 
 WAIT = 5.0
@@ -206,40 +206,24 @@ async def test_http_1_0_streams_get_unchunked_frames(make_client: MakeClient, se
 async def test_a_pass_in_slices_reaches_every_stream_but_none_that_left_meanwhile(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("app.streams.SLICE", 2)
-    loop = asyncio.get_running_loop()
-    pairs = [socket.socketpair() for _ in range(5)]
-    for _, theirs in pairs:
-        theirs.setblocking(False)
-    transports = [(await loop.connect_accepted_socket(asyncio.Protocol, ours))[0] for ours, _ in pairs]
     streams = registry(per_client=10)
-    try:
-        with contextlib.ExitStack() as places:
-            joined = []
-            for transport in transports:
-                place = places.enter_context(streams.admit("a"))
-                place.attach(transport, False, lambda: None)
-                streams.join(place, "v", "v")
-                joined.append(place)
-            streams.push(Frame.of(b"data: 1\n\n"))  # the first slice at once, the others after
-            got = [received(theirs) for _, theirs in pairs]
-            assert got.count(b"data: 1\n\n") == 2
-            leaving = got.index(b"")
-            streams._live.discard(joined[leaving])  # it leaves while the pass is under way
-            for _ in range(5):
-                await asyncio.sleep(0)
-            got = [data + received(theirs) for data, (_, theirs) in zip(got, pairs, strict=True)]
-        assert got.count(b"data: 1\n\n") == 4 and got[leaving] == b""
-    finally:
-        for transport in transports:
-            transport.abort()
-        for ours, theirs in pairs:
-            ours.close()
-            theirs.close()
+    joined: list[Stream] = []
+    async with _readers(5, streams, joined) as readers:
+        streams.push(Frame.of(b"data: 1\n\n"))  # the first slice at once, the others after
+        got = [received(theirs) for theirs in readers]
+        assert got.count(b"data: 1\n\n") == 2
+        leaving = got.index(b"")
+        streams._live.discard(joined[leaving])  # it leaves while the pass is under way
+        for _ in range(5):
+            await asyncio.sleep(0)
+        got = [data + received(theirs) for data, theirs in zip(got, readers, strict=True)]
+    assert got.count(b"data: 1\n\n") == 4 and got[leaving] == b""
 
 
 @contextlib.asynccontextmanager
-async def _readers(count: int, streams: StreamRegistry) -> AsyncIterator[list[socket.socket]]:
-    """`count` joined streams on real sockets; yields the reading ends."""
+async def _readers(count: int, streams: StreamRegistry,
+                   joined: list[Stream] | None = None) -> AsyncIterator[list[socket.socket]]:
+    """`count` joined streams on real sockets (added to `joined` in order); yields the reading ends."""
     loop = asyncio.get_running_loop()
     pairs = [socket.socketpair() for _ in range(count)]
     transports = []
@@ -252,6 +236,8 @@ async def _readers(count: int, streams: StreamRegistry) -> AsyncIterator[list[so
                 place = places.enter_context(streams.admit("a"))
                 place.attach(transport, False, lambda: None)
                 streams.join(place, "v", "v")
+                if joined is not None:
+                    joined.append(place)
             yield [theirs for _, theirs in pairs]
     finally:
         for transport in transports:
