@@ -12,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.domain import Entry
-from app.live import RESYNC, Board, Bus, LiveUnavailable, ReadModelIncomplete, open_live
+from app.live import CHANGED, RESYNC, Board, Bus, LiveUnavailable, ReadModelIncomplete, open_live
 from app.live.redis import RedisBoard, RedisBus
 from tests.conftest import eventually
 from tests.services import PrivateRedis, require_redis
@@ -178,6 +178,15 @@ async def test_publish_reaches_every_local_subscriber(bus: Bus) -> None:
         await bus.publish("changed")
         assert await next_message(first) == "changed"
         assert await next_message(second) == "changed"
+
+
+async def test_a_local_subscriber_hears_of_an_upsert_once_it_is_written(board: Board, bus: Bus) -> None:
+    """A hub that reads the board when it hears the change must find the change there."""
+    async with listening(bus) as messages:
+        written = asyncio.create_task(board.upsert([e("a", 5, 1)], announce=bus))
+        assert await next_message(messages) == CHANGED
+        assert written.done()
+        assert await ids(board) == ["a"]
 
 
 async def test_full_queue_never_blocks_publish_and_newest_wins(bus: Bus) -> None:

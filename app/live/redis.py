@@ -169,12 +169,17 @@ class RedisBoard:
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
         # A Redis bus publishes from inside the last chunk's script: one round trip for both.
-        note = announce.outgoing(CHANGED) if isinstance(announce, RedisBus) else ("", "")
+        bus = announce if isinstance(announce, RedisBus) else None
+        note = bus.outgoing(CHANGED) if bus is not None else ("", "")
         chunks = list(_chunks(entries)) or [[]]
-        with self._breaker.guard():
-            for number, args in enumerate(chunks, 1):
-                await self._upsert(keys=self._keys, args=[*(note if number == len(chunks) else ("", "")), *args])
-        if announce is not None and not isinstance(announce, RedisBus):
+        try:
+            with self._breaker.guard():
+                for number, args in enumerate(chunks, 1):
+                    await self._upsert(keys=self._keys, args=[*(note if number == len(chunks) else ("", "")), *args])
+        finally:
+            if bus is not None:  # after the write, so that a local reader sees it; even if it failed
+                bus.deliver(CHANGED)
+        if announce is not None and bus is None:
             await announce.publish(CHANGED)
 
     async def remove(self, user_id: str) -> None:
@@ -247,13 +252,17 @@ class RedisBus:
         self._reader: asyncio.Task[None] | None = None
 
     async def publish(self, message: str) -> None:
+        self.deliver(message)  # local subscribers hear it even while Redis is away
         channel, payload = self.outgoing(message)
         with self._breaker.guard():
             await self._client.publish(channel, payload)
 
+    def deliver(self, message: str) -> None:
+        """Tell this process's subscribers only."""
+        self._fanout.deliver(message)
+
     def outgoing(self, message: str) -> tuple[str, str]:
-        """Deliver `message` to this process's subscribers; the (channel, payload) for the others."""
-        self._fanout.deliver(message)  # local subscribers hear it even while Redis is away
+        """The (channel, payload) that tells the other processes."""
         return self._channel, f"{self._origin} {message}"
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[str]]:
