@@ -197,3 +197,12 @@ async def proxy(postgres_schema: PostgresSchema) -> AsyncIterator[TcpProxy]:
     await tcp.start()
     yield tcp
     await tcp.stop()
+
+
+async def clear_of_window_end(window: float, margin: float) -> None:
+    """Wait, when the current rate-limit window (of `window` seconds) ends within `margin`, until it
+    has ended: the sliding-window counter rounds the previous window's weighted count down, so
+    counts taken across a boundary can admit one request more than the limit."""
+    left = window - time.time() % window
+    if left < margin:
+        await asyncio.sleep(left + 0.01)

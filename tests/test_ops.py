@@ -13,7 +13,7 @@ import pytest
 
 from app.config import Settings
 from app.ops.logs import JsonFormatter, RequestIdFilter
-from tests.conftest import SECRET, PostgresSchema, auth, eventually
+from tests.conftest import SECRET, PostgresSchema, auth, clear_of_window_end, eventually
 from tests.servers import environment, running, serve_command
 from tests.tcp_proxy import TcpProxy
 
@@ -55,6 +55,7 @@ async def test_open_streams_and_rate_limit_hits_are_counted(make_client: Any, se
     from dataclasses import replace
 
     client = await make_client(replace(settings, rate_limit_user="1/minute"))
+    await clear_of_window_end(60, 10)
     for action_id in ("a1", "a2"):
         await client.post("/scores/increment", json={"userId": "u1", "actionId": action_id}, headers=auth())
     async with client.get("/stream") as stream:

@@ -12,11 +12,17 @@ from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.http.keys import LIMITER
-from tests.conftest import SECRET, PostgresSchema, auth, eventually
+from tests.conftest import SECRET, PostgresSchema, auth, clear_of_window_end, eventually
 from tests.services import require_redis
 from tests.test_live_contract import PrivateRedis
 
 Client = TestClient[Any, Any]
+
+
+@pytest.fixture(autouse=True)
+async def _clear_of_minute_end() -> None:
+    """The limits here are per minute: no test's counts span a window's end."""
+    await clear_of_window_end(60, 10)
 
 
 async def _post(client: Client, user_id: str, action_id: str | None = None, sub: str = "game-1") -> Any:
@@ -71,6 +77,7 @@ async def test_replay_of_an_applied_action_is_never_refused(make_client: Any, se
 
 async def test_refused_request_does_not_use_up_its_action_id(make_client: Any, settings: Settings) -> None:
     client = await make_client(_limits(settings, user="1/second"))
+    await clear_of_window_end(1, 0.5)
     assert (await _post(client, "u1", "first")).status == 200
     refused = await _post(client, "u1", "retried")
     assert refused.status == 429

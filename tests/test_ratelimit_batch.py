@@ -6,8 +6,16 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from app.config import Settings
-from tests.conftest import auth
+from tests.conftest import auth, clear_of_window_end
+
+
+@pytest.fixture(autouse=True)
+async def _clear_of_minute_end() -> None:
+    """The limits here are per minute: no test's counts span a window's end."""
+    await clear_of_window_end(60, 10)
 
 
 async def _post(client: Any, user_id: str, action_id: str, sub: str = "game-1") -> tuple[int, Any]:

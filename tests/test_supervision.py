@@ -21,7 +21,7 @@ from app.reconcile import RETRY, Reconciler
 from app.store import open_store
 from app.store.migrations import migrate
 from app.tasks import stop
-from tests.conftest import SECRET, MakeClient, auth, eventually
+from tests.conftest import SECRET, MakeClient, auth, clear_of_window_end, eventually
 from tests.services import free_port
 
 
@@ -96,6 +96,7 @@ async def test_the_rate_limiter_shares_the_breaker(blackhole: list[int]) -> None
     url = f"redis://127.0.0.1:{blackhole[1]}/0"
     async with open_live(url, f"test:{uuid.uuid4().hex}:") as live:
         limiter = RateLimiter.open(live, "2/minute", "100/minute")
+        await clear_of_window_end(60, 10)
         answers = [await limiter.admit([("u1", "game-1")]) for _ in range(4)]
         assert [type(answer) for (answer,) in answers] == [Quota, Quota, RateLimited, RateLimited]  # local counts
         assert limiter.fallbacks == 4
