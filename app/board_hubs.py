@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -22,13 +20,13 @@ from dataclasses import dataclass
 from app.boards import BoardConfig
 from app.domain import Entry
 from app.errors import ServiceUnavailable
+from app.hub import TOP_SIZE, until
 from app.live import Bus
 from app.periods import Clock, period_end, period_key
-from app.snapshot import Snapshot, encode
+from app.snapshot import Snapshot
 from app.streams import Frame, StreamRegistry
 
 log = logging.getLogger(__name__)
-TOP_SIZE = 10
 ROLLOVER_TICK = 1.0  # seconds: the longest a hub goes without looking at the clock
 UNCAPPED = 1 << 30  # a pair's registry: the caps are the main registry's, which admits every stream too
 
@@ -36,13 +34,8 @@ Read = Callable[[str, str, int], Awaitable[list[Entry]]]  # (board, period key, 
 
 
 def pair_snapshot(entries: list[Entry], board_id: str, period: str, key: str) -> Snapshot:
-    """A (board, period key) state: the /top body plus board, period and periodKey; the version
-    also hashes the board and key, so two periods that show the same users never share one."""
-    visible = [board_id, key, [[e.user_id, e.display_name, e.score] for e in entries]]
-    version = hashlib.sha256(json.dumps(visible, separators=(",", ":")).encode()).hexdigest()[:20]
-    plain = Snapshot(tuple(entries), version, time.time())
-    body = {**plain.body(), "board": board_id, "period": period, "periodKey": key}
-    return Snapshot(plain.entries, version, plain.generated_at, encode(body), f'"{version}"')
+    """A (board, period key) state: the /top body plus board, period and periodKey."""
+    return Snapshot.of(entries, (board_id, key), {"board": board_id, "period": period, "periodKey": key})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +112,7 @@ class PairHub:
         return True
 
     async def _refresh(self) -> None:
-        await _until(self.streams.last_push + self._interval)
+        await until(self.streams.last_push + self._interval)
         snapshot = await self._read(self.key)
         if snapshot.version != self.snapshot.version:
             update = Frame.of(snapshot.sse("update", ts=int(time.time() * 1000)))
@@ -174,8 +167,3 @@ class BoardHubs:
             await hub.stop()
         self._hubs.clear()
         self._watchers.clear()
-
-
-async def _until(moment: float) -> None:
-    delay = moment - time.monotonic()
-    await asyncio.sleep(delay + 1e-6 if delay > 0 else 0)

@@ -77,7 +77,7 @@ class Hub:
         """
         async with self._bus.subscribe() as messages:
             async for _ in messages:
-                await self._until(self.streams.last_push + self._interval - self._read_ahead())
+                await until(self.streams.last_push + self._interval - self._read_ahead())
                 # Behind a pass still being written, every step of the read would wait for a
                 # slice of it (at 10,000 streams, tens of milliseconds each): read once it is out.
                 await self.streams.written()
@@ -86,7 +86,7 @@ class Hub:
                 except ServiceUnavailable as exc:
                     log.warning("top 10 not refreshed, database unavailable: %s", exc)
                     continue
-                await self._until(self.streams.last_push + self._interval)
+                await until(self.streams.last_push + self._interval)
                 self.publish(snapshot)
 
     def _read_ahead(self) -> float:
@@ -101,12 +101,12 @@ class Hub:
         self.refreshed_at = time.monotonic()
         return snapshot
 
-    @staticmethod
-    async def _until(moment: float) -> None:
-        # asyncio may run a timer up to its clock resolution early: a push before the moment
-        # would find every stream still held back, so wake a microsecond late instead.
-        delay = moment - time.monotonic()
-        await asyncio.sleep(delay + 1e-6 if delay > 0 else 0)
+async def until(moment: float) -> None:
+    """Sleep until the monotonic `moment`."""
+    # asyncio may run a timer up to its clock resolution early: a push before the moment
+    # would find every stream still held back, so wake a microsecond late instead.
+    delay = moment - time.monotonic()
+    await asyncio.sleep(delay + 1e-6 if delay > 0 else 0)
 
 
 async def backstop(bus: Bus, every: float = BACKSTOP) -> None:

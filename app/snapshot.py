@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,20 +30,17 @@ class Snapshot:
     etag: str = field(default="", compare=False)
 
     @classmethod
-    def of(cls, entries: list[Entry]) -> Snapshot:
+    def of(cls, entries: list[Entry], scope: tuple[str, ...] = (), extra: Mapping[str, Any] | None = None) -> Snapshot:
+        """The state of `entries`; `scope` (e.g. a board and period key) enters the version, so two
+        scopes that show the same users never share one, and `extra` goes into the body."""
         # The version hashes only what a reader sees, so every process computes the same one.
-        visible = [[e.user_id, e.display_name, e.score] for e in entries]
-        digest = hashlib.sha256(json.dumps(visible, separators=(",", ":")).encode()).hexdigest()
-        made = cls(entries=tuple(entries), version=digest[:20], generated_at=time.time())
-        return cls(made.entries, made.version, made.generated_at, encode(made.body()), f'"{made.version}"')
-
-    def body(self) -> dict[str, Any]:
-        stamp = datetime.fromtimestamp(self.generated_at, UTC)
-        return {
-            "entries": [entry_body(entry, rank) for rank, entry in enumerate(self.entries, 1)],
-            "version": self.version,
-            "generatedAt": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
+        visible: list[Any] = [[e.user_id, e.display_name, e.score] for e in entries]
+        digest = hashlib.sha256(encode([*scope, visible] if scope else visible)).hexdigest()
+        version, generated_at = digest[:20], time.time()
+        stamp = datetime.fromtimestamp(generated_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        body = {"entries": [entry_body(entry, rank) for rank, entry in enumerate(entries, 1)],
+                "version": version, "generatedAt": stamp, **(extra or {})}
+        return cls(tuple(entries), version, generated_at, encode(body), f'"{version}"')
 
     def sse(self, event: str, ts: int | None = None) -> bytes:
         """This state as one SSE frame; an update's data also carries `ts` (epoch ms of the push)."""

@@ -5,12 +5,13 @@ from typing import Any
 
 from aiohttp import web
 
-from app.board_hubs import TOP_SIZE, pair_snapshot
+from app.board_hubs import pair_snapshot
 from app.boards import BoardConfig, is_main_all
 from app.http import board_schemas as bs
 from app.http.handlers import path_user_id, standing_body
 from app.http.keys import BOARD_HUBS, BOARDS, HUB, SETTINGS
 from app.http.parsing import authenticated, etag_matches, json_body, load, path_param
+from app.hub import TOP_SIZE
 
 _BOARD_PATH = bs.BoardPath()
 _TOP_QUERY = bs.BoardTopQuery()
