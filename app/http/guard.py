@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 
 from app import errors
 from app.http.cors import preflight
-from app.ops.logs import request_id, request_id_of
+from app.ops.logs import request_id, start_record
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def guarded(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def guard(request: web.Request) -> web.StreamResponse:
-        token = request_id.set(request_id_of(request))
+        token = request_id.set(start_record(request).request_id)
         try:
             return await handler(request)
         except errors.AppError as error:

@@ -8,9 +8,11 @@ from marshmallow import Schema, validate
 
 from app.domain import AuditEvent, IncrementResult, Standing
 from app.http import schemas
-from app.http.keys import ACCESS_FIELDS, HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS
-from app.http.parsing import authenticated, etag_matches, json_body, json_object, load, path_param
+from app.http.keys import HUB, METRICS, MODERATION, SCOREBOARD, SETTINGS
+from app.http.parsing import authenticated, json_body, json_object, load, path_param
+from app.http.prebuilt import snapshot_answer
 from app.hub import TOP_SIZE
+from app.ops.logs import access_record
 from app.service import audit_fields
 from app.snapshot import Snapshot, entry_body
 
@@ -50,8 +52,7 @@ async def increment(request: web.Request) -> web.Response:
     result, quota = await request.app[SCOREBOARD].increment(
         caller.sub, body["userId"], body["actionId"], body["action"])
     if result.applied:  # the access line carries it: one log line per increment
-        audit: dict[str, object] = {"audit": audit_fields(result, caller.sub)}
-        request[ACCESS_FIELDS] = audit
+        access_record(request).fields = {"audit": audit_fields(result, caller.sub)}
     request.app[METRICS].count_increment(result.applied)
     return web.json_response(_increment_body(result), headers=quota.headers() if quota else None)
 
@@ -81,16 +82,13 @@ _LIMIT = _IntegerParameter(_TOP_QUERY, "limit")
 _AROUND = _IntegerParameter(_SCORE_QUERY, "around")
 
 
-async def top(request: web.Request) -> web.Response:
+async def top(request: web.Request) -> web.StreamResponse:
     limit = _LIMIT.read(request)
     # The hub's top 10 is kept current by the bus: no database or Redis round trip for it,
     # and its body is encoded once per version.
     hub = request.app[HUB]
     snapshot = hub.snapshot if limit == TOP_SIZE else Snapshot.of(await request.app[SCOREBOARD].top(limit))
-    if "If-None-Match" in request.headers and etag_matches(request, snapshot.etag):
-        return web.Response(status=304, headers={"ETag": snapshot.etag, "Cache-Control": "no-cache"})
-    return web.Response(body=snapshot.encoded, headers={"ETag": snapshot.etag, "Cache-Control": "no-cache",
-                                                        "Content-Type": "application/json"})
+    return snapshot_answer(request, snapshot, bool(request.app[SETTINGS].cors_origins))
 
 
 async def score(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from app.config import IPNetwork
 from app.http.cors import cors_headers
-from app.ops.logs import REQUEST_ID_HEADER, request_id_of
+from app.ops.logs import REQUEST_ID_HEADER, access_record
 
 # Passed to aiohttp's parser as Application(handler_args=...), so tests run with them too.
 # The longest legitimate line is a request line with a 64-character userId or a bearer
@@ -32,7 +32,7 @@ def response_headers(cors_origins: tuple[str, ...]) -> Callable[[web.Request, we
     async def prepared(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
         headers.update(SECURITY_HEADERS)  # no handler sets these: one call for all of them
-        headers[REQUEST_ID_HEADER] = request_id_of(request)
+        headers[REQUEST_ID_HEADER] = access_record(request).request_id
         if cors_origins:
             cors_headers(request, response, cors_origins)
 

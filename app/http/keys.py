@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from app.leaderboards import Boards
     from app.live import Live
     from app.moderation import Moderation
+    from app.ops.logs import AccessRecord
     from app.ops.metrics import Metrics
     from app.periods import Clock
     from app.ratelimit import RateLimiter
@@ -43,7 +44,5 @@ CLOCK: web.AppKey[Clock] = web.AppKey("scoreboard.clock")  # periods and the def
 SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("scoreboard.supervisor")  # background tasks, for /readyz, /metrics
 # Redis status for /readyz ("ok", "unavailable" or "not configured"): cached, no round trip.
 REDIS_STATUS: web.AppKey[Callable[[], str]] = web.AppKey("scoreboard.redis_status")
-REQUEST_ID: web.RequestKey[str] = web.RequestKey("scoreboard.request_id")  # echoed in X-Request-ID
-CALLER_SUB: web.RequestKey[str] = web.RequestKey("scoreboard.caller_sub")  # for the access log, once authenticated
-# Extra top-level fields for this request's access-log line, such as an applied increment's "audit".
-ACCESS_FIELDS: web.RequestKey[dict[str, object]] = web.RequestKey("scoreboard.access_fields")
+# The request's id and what its access line says of it (app.ops.logs.AccessRecord).
+ACCESS: web.RequestKey[AccessRecord] = web.RequestKey("scoreboard.access")

@@ -11,12 +11,13 @@ from marshmallow import Schema, ValidationError
 
 from app.auth.tokens import Caller
 from app.errors import UnsupportedMediaType, ValidationFailed
-from app.http.keys import CALLER_SUB, VERIFIER
+from app.http.keys import VERIFIER
+from app.ops.logs import access_record
 
 
 async def authenticated(request: web.Request, scope: str) -> Caller:
     who = await request.app[VERIFIER].caller(request.headers.get("Authorization"))
-    request[CALLER_SUB] = who.sub
+    access_record(request).sub = who.sub
     who.require(scope)
     return who
 

@@ -11,7 +11,6 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from app.http.keys import ACCESS_FIELDS, CALLER_SUB, REQUEST_ID
 from app.ops import logs
 from app.ops.metrics import Metrics, route_of
 
@@ -23,8 +22,8 @@ def access_log_args(metrics: Metrics) -> dict[str, Any]:
         def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
             route, status = route_of(request), response.status
             metrics.observe(request.method, route, status, time)
-            logs.log_access(request.method, route, status, time, request.get(REQUEST_ID), request.get(CALLER_SUB),
-                            request.get(ACCESS_FIELDS))
+            record = logs.access_record(request)
+            logs.log_access(request.method, route, status, time, record.request_id, record.sub, record.fields)
 
         @property
         def enabled(self) -> bool:

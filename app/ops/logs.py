@@ -19,12 +19,13 @@ import sys
 import threading
 import time
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from aiohttp import web
 
-from app.http.keys import REQUEST_ID
+from app.http.keys import ACCESS
 
 access = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -148,15 +149,29 @@ def configure(log_format: str | None) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[hand_over], force=True)
 
 
-def request_id_of(request: web.BaseRequest) -> str:
-    """The request's id: the client's X-Request-ID when it is short and printable, else a new one.
-    Taken once per request, by whichever step asks first."""
-    rid = request.get(REQUEST_ID)
-    if rid is None:
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        rid = given if given and VALID_REQUEST_ID.match(given) else f"{_ID_PREFIX}{next(_id_counter):016x}"
-        request[REQUEST_ID] = rid
-    return rid
+@dataclass(slots=True)
+class AccessRecord:
+    """A request's id and what its access line says beyond method, route and status."""
+
+    request_id: str
+    sub: str | None = None  # the caller, once authenticated
+    fields: dict[str, object] | None = None  # extra top-level fields, such as an applied increment's audit
+
+
+def start_record(request: web.BaseRequest) -> AccessRecord:
+    """The request's record, with the client's X-Request-ID when it is short and printable, else a
+    new id. The guard starts it first thing: every later step finds it (a lookup that misses costs
+    aiohttp a KeyError)."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    rid = given if given and VALID_REQUEST_ID.match(given) else f"{_ID_PREFIX}{next(_id_counter):016x}"
+    record = request[ACCESS] = AccessRecord(rid)
+    return record
+
+
+def access_record(request: web.BaseRequest) -> AccessRecord:
+    """The request's record; started here for an answer no handler gave (aiohttp's own 400s)."""
+    record = request.get(ACCESS)
+    return record if record is not None else start_record(request)
 
 
 def log_access(method: str, route: str, status: int, seconds: float, rid: str | None, sub: str | None,
@@ -179,19 +194,25 @@ _quoted = json.encoder.encode_basestring_ascii  # what json.dumps writes for a s
 def _json_access_line(created: float, method: str, route: str, status: int, latency_ms: float, rid: str | None,
                       sub: str | None, extra: dict[str, object] | None) -> str:
     stamp = f"{_second(int(created))}.{int(created % 1 * 1000):03d}+00:00"
-    message = f"{method} {route} {status}"
     if extra:  # an applied increment's audit: rare enough for json.dumps
-        line: dict[str, Any] = {"time": stamp, "level": "INFO", "logger": access.name, "message": message}
+        line: dict[str, Any] = {"time": stamp, "level": "INFO", "logger": access.name,
+                                "message": f"{method} {route} {status}"}
         if rid is not None:
             line["requestId"] = rid
         line["request"] = {"method": method, "route": route, "status": status, "latencyMs": latency_ms, "sub": sub}
         line.update(extra)
         return json.dumps(line, default=str) + "\n"
+    head, request = _access_parts(method, route, status)
     rid_field = "" if rid is None else f'"requestId": {_quoted(rid)}, '
-    return (f'{{"time": "{stamp}", "level": "INFO", "logger": "{access.name}", "message": {_quoted(message)}, '
-            f'{rid_field}'
-            f'"request": {{"method": {_quoted(method)}, "route": {_quoted(route)}, "status": {status}, '
-            f'"latencyMs": {latency_ms!r}, "sub": {"null" if sub is None else _quoted(sub)}}}}}\n')
+    return (f'{{"time": "{stamp}", {head}{rid_field}{request}{latency_ms!r}, '
+            f'"sub": {"null" if sub is None else _quoted(sub)}}}}}\n')
+
+
+@functools.lru_cache(maxsize=256)
+def _access_parts(method: str, route: str, status: int) -> tuple[str, str]:
+    """What the access lines of one (method, route, status) share, around the request id."""
+    return (f'"level": "INFO", "logger": "{access.name}", "message": {_quoted(f"{method} {route} {status}")}, ',
+            f'"request": {{"method": {_quoted(method)}, "route": {_quoted(route)}, "status": {status}, "latencyMs": ')
 
 
 @functools.lru_cache(maxsize=4)
