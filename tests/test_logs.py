@@ -45,7 +45,7 @@ def test_unknown_format_is_a_config_error() -> None:
     ('a"b\\c', 'caller "é" \u2028', None),
     ("req-2", "backend-7", {"audit": {"userId": "u1", "delta": 10}}),
 ])
-def test_the_access_line_encoded_on_the_loop_is_the_formatter_s_line(
+def test_the_access_line_the_writer_encodes_is_the_formatter_s_line(
         rid: str | None, sub: str | None, extra: dict[str, object] | None) -> None:
     created = 1_764_780_616.1229
     fields = {"method": "GET", "route": "/scores/{userId}", "status": 200, "latencyMs": 1.25, "sub": sub}
