@@ -20,7 +20,8 @@ from app.tasks import Supervisor
 # The contract's codes by status (one code per status), for refusals counted from the response.
 CODES = {kind.status: kind.code for kind in AppError.__subclasses__()}
 INCREMENT_ROUTE = ("POST", "/scores/increment")
-SAMPLE_INTERVAL = 1.0  # seconds: how stale another worker's sampled counters may be
+SAMPLE_INTERVAL = 1.0  # seconds: how stale another worker's sampled counters and latencies may be
+MAX_PENDING = 10_000  # latencies kept between two samples at most
 UNMATCHED = "unmatched"  # every unknown path shares one label: URLs never become label values
 
 
@@ -39,6 +40,7 @@ class Metrics:
                                          ["dependency"], registry=registry)
         self._redis_errors_seen = 0
         self._latency_by_route: dict[tuple[str, str], Histogram] = {}  # labels() looked up once per route
+        self._latencies: list[tuple[str, str, float]] = []  # (method, route, seconds) not observed yet
         self.open_streams = Gauge("scoreboard_open_streams", "Open event streams", registry=registry,
                                   multiprocess_mode="livesum")
         self.hub = Gauge("scoreboard_hub", "Hub counters since start: pushes, coalesced, build_seconds",
@@ -52,12 +54,23 @@ class Metrics:
         self.increments.labels("applied" if applied else "duplicate", "").inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        latency = self._latency_by_route.get((method, route))
-        if latency is None:  # bounded: routes are the URL table's, never raw URLs
-            latency = self._latency_by_route[method, route] = self.latency.labels(method, route)
-        latency.observe(seconds)
+        """Count a refusal now; keep the latency for the next flush."""
+        self._latencies.append((method, route, seconds))
+        if len(self._latencies) >= MAX_PENDING:
+            self.flush()
         if status >= 400:
             self._refused(method, route, status)
+
+    def flush(self) -> None:
+        """Observe the latencies kept since the last flush, in one loop: one observation per
+        request, between two requests' work, cost GET /top a few percent of its throughput
+        (2026-12-03, same loaded run: 0.86x against 0.89x of the trivial app)."""
+        pending, self._latencies = self._latencies, []
+        for method, route, seconds in pending:
+            latency = self._latency_by_route.get((method, route))
+            if latency is None:  # bounded: routes are the URL table's, never raw URLs
+                latency = self._latency_by_route[method, route] = self.latency.labels(method, route)
+            latency.observe(seconds)
 
     def _refused(self, method: str, route: str, status: int) -> None:
         if status == 429:
@@ -70,6 +83,7 @@ class Metrics:
     def sample(self, hub: Hub, reconciler: Reconciler, limiter: RateLimiter,
                supervisor: Supervisor | None = None) -> None:
         """Copy the counters the hub, reconciler and limiter keep into this process's gauges."""
+        self.flush()
         self.open_streams.set(hub.open_streams)
         for name, value in (("pushes", hub.pushes), ("coalesced", hub.coalesced),
                             ("build_seconds", hub.build_seconds)):
@@ -92,6 +106,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text format: this app's registry, or every worker's values in multiprocess mode."""
+        self.flush()
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
