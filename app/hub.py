@@ -73,26 +73,25 @@ class Hub:
 
         The read starts early by the last read's duration, so that under continuous change
         the pushes come every interval (from the start of one push to the start of the
-        next), not every interval plus a read. A push waits for the previous pass to be
-        written; the read does not: at 10,000 streams a pass takes most of an interval, and
-        a read after it made every push that much late (3.4-3.8 pushes a second, not 4).
+        next), not every interval plus a read; and only once the previous push is written.
         """
         async with self._bus.subscribe() as messages:
             async for _ in messages:
                 await until(self.streams.last_push + self._interval - self._read_ahead())
+                # Behind a pass still being written, every step of the read would wait for a
+                # slice of it (at 10,000 streams, tens of milliseconds each): read once it is out.
+                await self.streams.written()
                 try:
                     snapshot = await self._read()
                 except ServiceUnavailable as exc:
                     log.warning("top 10 not refreshed, database unavailable: %s", exc)
                     continue
-                await self.streams.written()
                 await until(self.streams.last_push + self._interval)
                 self.publish(snapshot)
 
     def _read_ahead(self) -> float:
         """How early to start reading: a read that ends after its push is due delays the push,
-        and under continuous change every delay is a push less per second, so leave a margin.
-        A read behind a pass waits for its slices: it is timed as it was, so it starts earlier."""
+        and under continuous change every delay is a push less per second, so leave a margin."""
         return min(self._interval / 2, 2 * self._read_seconds + READ_MARGIN)
 
     async def _read(self) -> Snapshot:
