@@ -21,7 +21,7 @@ from app.tasks import Supervisor
 CODES = {kind.status: kind.code for kind in AppError.__subclasses__()}
 INCREMENT_ROUTE = ("POST", "/scores/increment")
 SAMPLE_INTERVAL = 1.0  # seconds: how stale another worker's sampled counters and latencies may be
-MAX_PENDING = 10_000  # latencies kept between two samples at most
+MAX_PENDING = 256  # latencies kept before a flush: about a millisecond of work, so no request waits long behind it
 UNMATCHED = "unmatched"  # every unknown path shares one label: URLs never become label values
 
 
