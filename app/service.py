@@ -18,7 +18,7 @@ from typing import NamedTuple
 from app.batching import Batcher
 from app.domain import Entry, Increment, IncrementResult, Standing
 from app.errors import AppError, IdempotencyConflict, NotFound
-from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable
+from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable, changed
 from app.moderation import Moderation
 from app.periods import Clock, system_clock
 from app.ratelimit import Admission, Quota, RateLimiter
@@ -181,7 +181,8 @@ class Scoreboard:
     async def _announce(self, results: list[IncrementResult]) -> None:
         newest = {r.user_id: r.entry for r in sorted(results, key=lambda r: r.seq)}
         try:
-            await self._board.upsert(newest.values(), announce=self._bus)
+            await self._board.upsert(newest.values(), announce=self._bus,
+                                     message=changed(r.action for r in results))
         except LiveUnavailable as exc:
             # Until a repair that starts after this has run, this process reads from the database.
             self._freshness.write_failed()

@@ -17,8 +17,32 @@ if TYPE_CHECKING:
 
 # Bus messages. Both only say "look again"; RESYNC adds "you may have missed changes"
 # (sent to local subscribers when the bus (re)connects), so it must never be folded away.
+# A bare CHANGED concerns every board (a rename, a deletion, a repair); `changed(actions)` only
+# the boards counting one of those actions, so that an idle board's hub is not woken.
 CHANGED = "changed"
 RESYNC = "resync"
+
+
+def changed(actions: Iterable[str]) -> str:
+    """The message of a batch: which actions' points changed (action names hold no space)."""
+    return " ".join([CHANGED, *sorted(set(actions))])
+
+
+def actions_of(message: str) -> frozenset[str] | None:
+    """The actions a message is about; None for every board (RESYNC, a bare CHANGED, anything else)."""
+    kind, _, actions = message.partition(" ")
+    return frozenset(actions.split()) if kind == CHANGED and actions else None
+
+
+def merged(older: str, newer: str) -> str:
+    """One message that says what both say: RESYNC dominates, then a message about every board
+    (the newer of two), else the union of the actions."""
+    if RESYNC in (older, newer):
+        return RESYNC
+    old, new = actions_of(older), actions_of(newer)
+    if old is None and new is not None:
+        return older
+    return changed(old | new) if old is not None and new is not None else newer
 
 
 class LiveUnavailable(Exception):
@@ -35,9 +59,9 @@ class Board(Protocol):
     Reads raise ReadModelIncomplete until a repair has set the board's mark.
     """
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED) -> None:
         """Record each entry unless the board holds a newer `seq` (the name: a newer name_version);
-        then publish CHANGED on `announce` (in the same round trip when both live in one Redis).
+        then publish `message` on `announce` (in the same round trip when both live in one Redis).
         This process's subscribers hear it even when the upsert fails."""
 
     async def remove(self, user_id: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
-from app.live import CHANGED, RESYNC, Bus, ReadModelIncomplete
+from app.live import CHANGED, Bus, ReadModelIncomplete, merged
 
 _Key = tuple[int, int, str]
 
@@ -26,12 +26,12 @@ class MemoryBoard:
         self._removed: set[str] = set()
         self._mark: int | None = None
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED) -> None:
         for entry in entries:
             if entry.user_id not in self._removed:
                 self._put(entry)
         if announce is not None:
-            await announce.publish(CHANGED)
+            await announce.publish(message)
 
     def _put(self, entry: Entry) -> None:
         old = self._entries.get(entry.user_id)
@@ -99,10 +99,10 @@ class Messages:
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
 
     def offer(self, message: str) -> None:
-        # a message only says "look again": replacing an unread one loses nothing, except
-        # that an unread RESYNC ("you may have missed changes") outranks a plain CHANGED
-        if self._queue.full() and self._queue.get_nowait() == RESYNC and message == CHANGED:
-            message = RESYNC
+        # a message only says "look again" (about some boards): an unread one is merged into the
+        # newer one, so that neither a RESYNC nor a board it named is lost
+        if self._queue.full():
+            message = merged(self._queue.get_nowait(), message)
         self._queue.put_nowait(message)
 
     def __aiter__(self) -> Messages:

@@ -167,10 +167,10 @@ class RedisBoard:
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED) -> None:
         # A Redis bus publishes from inside the last chunk's script: one round trip for both.
         bus = announce if isinstance(announce, RedisBus) else None
-        note = bus.outgoing(CHANGED) if bus is not None else ("", "")
+        note = bus.outgoing(message) if bus is not None else ("", "")
         chunks = list(_chunks(entries)) or [[]]
         try:
             with self._breaker.guard():
@@ -178,9 +178,9 @@ class RedisBoard:
                     await self._upsert(keys=self._keys, args=[*(note if number == len(chunks) else ("", "")), *args])
         finally:
             if bus is not None:  # after the write, so that a local reader sees it; even if it failed
-                bus.deliver(CHANGED)
+                bus.deliver(message)
         if announce is not None and bus is None:
-            await announce.publish(CHANGED)
+            await announce.publish(message)
 
     async def remove(self, user_id: str) -> None:
         with self._breaker.guard():
