@@ -38,7 +38,7 @@ class Reconciler:
     def __init__(self, store: ChangeFeed, live: Live, interval: float, page: int = PAGE,
                  repair_page: int = REPAIR_PAGE) -> None:
         self._store = store
-        self._board, self._bus, self._lease = live.board, live.bus, live.lease
+        self._board, self._bus, self._lease, self._pairs = live.board, live.bus, live.lease, live.pairs
         self._freshness = live.freshness
         self._interval = interval
         self._page = page
@@ -61,6 +61,11 @@ class Reconciler:
 
     async def _pass(self) -> int:
         generation = self._freshness.repair_started()
+        if generation != self._freshness.repaired:
+            # A write of this process to the read model failed: the pairs' models may miss it too,
+            # and unlike the board they have no change feed to repair them, so they are rebuilt.
+            # (Seam: a transaction found unapplied by the reconciler must do the same.)
+            await self._pairs.forget()
         horizon = await self._store.change_horizon()  # before reading: nothing below it is in flight
         mark = await self._board.mark()
         if mark is None:

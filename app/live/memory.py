@@ -4,11 +4,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from bisect import bisect_left, insort
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
-from app.live import CHANGED, Bus, ReadModelIncomplete, merged
+from app.live import CHANGED, Bus, PairWrite, ReadModelIncomplete, merged
+from app.live.memory_pairs import MemoryPairs
 
 _Key = tuple[int, int, str]
 
@@ -20,18 +21,31 @@ def _key(entry: Entry) -> _Key:
 class MemoryBoard:
     """Rank keys in a sorted list (bisect), entries by user id, tombstones for removed users."""
 
-    def __init__(self) -> None:
+    def __init__(self, removed: set[str] | None = None) -> None:
         self._keys: list[_Key] = []
         self._entries: dict[str, Entry] = {}
-        self._removed: set[str] = set()
+        self._removed: set[str] = set() if removed is None else removed
         self._mark: int | None = None
+        self.pairs = MemoryPairs(self)
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
+                     pairs: Sequence[PairWrite] = ()) -> None:
+        self.upsert_now(entries)
+        self.pairs.write(pairs)
+        if announce is not None:
+            await announce.publish(message)
+
+    def upsert_now(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
             if entry.user_id not in self._removed:
                 self._put(entry)
-        if announce is not None:
-            await announce.publish(message)
+
+    def sharing_removals(self) -> MemoryBoard:
+        """An empty board (a pair's) that leaves out every user removed from this one."""
+        return MemoryBoard(self._removed)
+
+    def entry(self, user_id: str) -> Entry | None:
+        return self._entries.get(user_id)
 
     def _put(self, entry: Entry) -> None:
         old = self._entries.get(entry.user_id)
@@ -49,6 +63,7 @@ class MemoryBoard:
         self._entries[entry.user_id] = entry
 
     async def remove(self, user_id: str) -> None:
+        await self.pairs.forget()  # the pairs still hold the user: they are rebuilt without them
         self._removed.add(user_id)
         old = self._entries.pop(user_id, None)
         if old is not None:
