@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from app.boards import BoardConfig
 from app.domain import Entry
-from app.errors import ServiceUnavailable
+from app.errors import NotFound, ServiceUnavailable
 from app.hub import TOP_SIZE, until
 from app.live import Bus, actions_of
 from app.periods import Clock, period_end, period_key
@@ -32,6 +32,7 @@ ROLLOVER_TICK = 1.0  # seconds: the longest a hub goes without looking at the cl
 UNCAPPED = 1 << 30  # a pair's registry: the caps are the main registry's, which admits every stream too
 
 Read = Callable[[str, str, int], Awaitable[list[Entry]]]  # (board, period key, limit) -> entries
+Config = Callable[[str], Awaitable[BoardConfig]]  # a board's current configuration (cached)
 
 
 def pair_snapshot(entries: list[Entry], board_id: str, period: str, key: str) -> Snapshot:
@@ -48,8 +49,9 @@ class StreamSettings:
 
 class PairHub:
     def __init__(self, board: BoardConfig, period: str, read: Read, bus: Bus, clock: Clock,
-                 settings: StreamSettings) -> None:
+                 settings: StreamSettings, config: Config | None = None) -> None:
         self.board, self.period = board, period
+        self._config = config
         self._read_entries, self._bus, self._clock, self._interval = read, bus, clock, settings.interval
         self.streams = StreamRegistry(UNCAPPED, UNCAPPED, settings.interval, settings.ping_interval,
                                       settings.send_timeout)
@@ -115,13 +117,22 @@ class PairHub:
                 message = await asyncio.wait_for(anext(messages), max(deadline - loop.time(), 0.0))
             except TimeoutError:
                 return False
-            if self._concerns(message):
+            if await self._concerns(message):
                 return True
 
-    def _concerns(self, message: str) -> bool:
-        """Whether a message may have changed this board: an idle board is not read for another's."""
+    async def _concerns(self, message: str) -> bool:
+        """Whether a message may have changed this board: an idle board is not read for another's.
+        The actions counted are the board's current ones (a PUT may change them while it is watched)."""
         actions = actions_of(message)
-        return actions is None or any(self.board.counts(action) for action in actions)
+        if actions is None:
+            return True
+        board = self.board
+        if self._config is not None:
+            try:
+                board = await self._config(board.board_id)
+            except (NotFound, ServiceUnavailable):  # deleted, or unknown now: read, and let the read tell
+                return True
+        return any(board.counts(action) for action in actions)
 
     async def _refresh(self) -> None:
         await until(self.streams.last_push + self._interval)
@@ -147,8 +158,10 @@ class PairHub:
 class BoardHubs:
     """The hubs of the watched pairs of this process."""
 
-    def __init__(self, read: Read, bus: Bus, clock: Clock, settings: StreamSettings) -> None:
+    def __init__(self, read: Read, bus: Bus, clock: Clock, settings: StreamSettings,
+                 config: Config | None = None) -> None:
         self._read, self._bus, self._clock, self._settings = read, bus, clock, settings
+        self._config = config
         self._hubs: dict[tuple[str, str], PairHub] = {}
         self._watchers: Counter[tuple[str, str]] = Counter()
 
@@ -163,7 +176,8 @@ class BoardHubs:
         pair = (board.board_id, period)
         hub = self._hubs.get(pair)
         if hub is None:
-            hub = self._hubs[pair] = PairHub(board, period, self._read, self._bus, self._clock, self._settings)
+            hub = self._hubs[pair] = PairHub(board, period, self._read, self._bus, self._clock, self._settings,
+                                             self._config)
         self._watchers[pair] += 1
         try:
             await hub.ready()

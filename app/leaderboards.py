@@ -9,17 +9,17 @@ within that time (writes read them in their own transaction instead).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from app.boards import MAIN, BoardConfig
 from app.domain import Entry, Standing
 from app.errors import NotFound, ValidationFailed
 from app.live import Freshness, LiveUnavailable, Pairs, ReadModelIncomplete
 from app.pair_builds import PairBuilds
-from app.periods import ALL, Clock, day_key, is_future, local_day
+from app.periods import ALL, Clock, day_key, is_future, key_expiry, local_day
 from app.store import BoardStore
 
 CONFIG_TTL = 1.0  # seconds a process trusts its copy of the board configurations
@@ -93,7 +93,7 @@ class Boards:
         if board_id == MAIN and key == ALL:
             return await self._main_top(limit)
         now = self.clock().timestamp()
-        entries = await self._from_model(board_id, key, self._models.pairs.top(board_id, key, limit, now))
+        entries = await self._from_model(board_id, key, lambda: self._models.pairs.top(board_id, key, limit, now))
         return entries if entries is not None else await self._store.board_ranked(board_id, key, 0, limit)
 
     async def standing(self, board_id: str, key: str, user_id: str, around: int) -> Standing:
@@ -101,24 +101,25 @@ class Boards:
             return await self._main_standing(user_id, around)
         now = self.clock().timestamp()
         standing = await self._from_model(
-            board_id, key, self._models.pairs.standing(board_id, key, user_id, around, now))
+            board_id, key, lambda: self._models.pairs.standing(board_id, key, user_id, around, now))
         if standing is None:  # a miss may be a write the model lost: the database decides
             standing = await self._store.board_standing(board_id, key, user_id, around)
         if standing is None:
             raise NotFound(f"no score for user {user_id!r} on board {board_id!r} in period {key}")
         return standing
 
-    async def _from_model(self, board_id: str, key: str, read: Coroutine[Any, Any, T]) -> T | None:
-        """The pair's read model's answer when it can be trusted; None otherwise (a pair not built,
-        or expired, starts a build: until it is marked, the database answers)."""
+    async def _from_model(self, board_id: str, key: str, read: Callable[[], Awaitable[T]]) -> T | None:
+        """The pair's read model's answer when it can be trusted; None otherwise (a pair not built
+        starts a build: until it is marked, the database answers)."""
         await self._models.announced()
         if not self._models.freshness.trusted:
-            read.close()
             return None
         try:
-            return await read
+            return await read()
         except ReadModelIncomplete:
-            self._models.builds.start(board_id, key)
+            expires, _ = key_expiry(key, self.clock())
+            if expires is None or expires > self.clock().timestamp():  # an expired pair stays in the database
+                self._models.builds.start(board_id, key)
         except LiveUnavailable:
             pass
         return None

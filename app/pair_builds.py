@@ -15,7 +15,7 @@ from datetime import datetime
 
 from app.domain import Entry, IncrementResult
 from app.errors import ServiceUnavailable
-from app.live import Board, LiveUnavailable, Pairs, PairWrite
+from app.live import Board, LiveUnavailable, PairRows, Pairs
 from app.periods import Clock, key_expiry
 from app.store import BoardStore
 
@@ -48,7 +48,7 @@ class PairBuilds:
             expires, ttl = key_expiry(key, self._clock())
             offset = 0
             while page := await self._store.board_ranked(board_id, key, offset, PAGE):
-                await self._board.upsert([], pairs=[PairWrite(board_id, key, entry, expires, ttl) for entry in page])
+                await self._board.upsert([], pairs=[PairRows(board_id, key, page, expires, ttl)])
                 offset += len(page)
                 if len(page) < PAGE:
                     break
@@ -60,17 +60,18 @@ class PairBuilds:
             log.exception("read model of board %s period %s not built", board_id, key)
 
 
-def pair_writes(results: list[IncrementResult], now: datetime) -> tuple[list[PairWrite], bool]:
-    """The pairs' read-model writes of a batch's applied results (each user's newest per pair),
-    and whether some result could not say which pairs it changed."""
-    newest: dict[tuple[str, str, str], Entry] = {}
+def pair_writes(results: list[IncrementResult], now: datetime) -> tuple[list[PairRows], bool]:
+    """The pairs' read-model rows of a batch's applied results (each user's newest per pair), and
+    whether some result could not say which pairs it changed."""
+    newest: dict[tuple[str, str], dict[str, Entry]] = {}
     unknown = False
     for result in results:
         if result.pairs is None:
             unknown = True
         for pair in result.pairs or ():
-            old = newest.get((pair.board_id, pair.key, pair.entry.user_id))
+            rows = newest.setdefault((pair.board_id, pair.key), {})
+            old = rows.get(pair.entry.user_id)
             if old is None or pair.entry.seq > old.seq:
-                newest[(pair.board_id, pair.key, pair.entry.user_id)] = pair.entry
-    return [PairWrite(board_id, key, entry, *key_expiry(key, now))
-            for (board_id, key, _), entry in newest.items()], unknown
+                rows[pair.entry.user_id] = pair.entry
+    return [PairRows(board_id, key, list(rows.values()), *key_expiry(key, now))
+            for (board_id, key), rows in newest.items()], unknown

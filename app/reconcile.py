@@ -45,6 +45,7 @@ class Reconciler:
         self._repair_page = repair_page
         self._wanted = asyncio.Event()
         self._freshness.wake = self._wanted.set
+        self._resynced = False  # the bus (re)connected since the last pass
         self.repaired = 0  # feed rows applied since start
         self.runs = 0
         self.rebuilds = 0
@@ -61,11 +62,17 @@ class Reconciler:
 
     async def _pass(self) -> int:
         generation = self._freshness.repair_started()
-        if generation != self._freshness.repaired:
-            # A write of this process to the read model failed: the pairs' models may miss it too,
-            # and unlike the board they have no change feed to repair them, so they are rebuilt.
+        resynced, self._resynced = self._resynced, False  # a RESYNC heard from here on: the next pass
+        if generation != self._freshness.repaired or resynced:
+            # A write of this process to the read model failed, or Redis came back (perhaps from an
+            # older snapshot): the pairs' models may miss writes, and unlike the board they have no
+            # change feed to repair them, so they are rebuilt.
             # (Seam: a transaction found unapplied by the reconciler must do the same.)
-            await self._pairs.forget()
+            try:
+                await self._pairs.forget()
+            except LiveUnavailable:
+                self._resynced |= resynced
+                raise
         horizon = await self._store.change_horizon()  # before reading: nothing below it is in flight
         mark = await self._board.mark()
         if mark is None:
@@ -129,4 +136,5 @@ class Reconciler:
     async def _listen(self, messages: AsyncIterator[str]) -> None:
         async for message in messages:
             if message == RESYNC:
+                self._resynced = True
                 self._wanted.set()

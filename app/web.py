@@ -103,7 +103,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         boards = app[BOARDS] = Boards(app[STORE], scoreboard.top, scoreboard.standing, app[CLOCK],
                                       PairModels(live.pairs, builds, live.freshness, scoreboard.announced))
         app[BOARD_HUBS] = BoardHubs(boards.top, live.bus, app[CLOCK], StreamSettings(
-            settings.push_interval, settings.ping_interval, settings.send_timeout))
+            settings.push_interval, settings.ping_interval, settings.send_timeout), boards.get)
         app[RECONCILER] = Reconciler(app[STORE], live, settings.reconcile_interval)
         app[REDIS_STATUS] = live.status
         app[LIVE] = live

@@ -63,3 +63,26 @@ async def test_an_idle_board_is_not_read_when_another_board_changes(bus: Bus) ->
 
 async def _reads_at_least(reads: CountedReads, board_id: str, count: int) -> None:
     assert reads.reads.get(board_id, 0) >= count
+
+
+async def test_a_board_changed_while_watched_counts_its_new_actions(bus: Bus) -> None:
+    reads = CountedReads()
+    configs = {"bonus": BoardConfig("bonus", "Bonus", actions=("bonus",))}
+
+    async def config(board_id: str) -> BoardConfig:
+        return configs[board_id]
+
+    hubs = BoardHubs(reads, bus, FakeClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC)), SETTINGS, config)
+    try:
+        async with hubs.watch(configs["bonus"], "all"):
+            if isinstance(bus, RedisBus):
+                await eventually(lambda: _reads_at_least(reads, "bonus", 2))
+            before = reads.reads["bonus"]
+            await bus.publish(changed(["complete"]))
+            await asyncio.sleep(QUIET)
+            assert reads.reads["bonus"] == before
+            configs["bonus"] = BoardConfig("bonus", "Bonus")  # a PUT: every action counts now
+            await bus.publish(changed(["complete"]))
+            await eventually(lambda: _reads_at_least(reads, "bonus", before + 1))
+    finally:
+        await hubs.close()

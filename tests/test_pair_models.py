@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.domain import Entry, Increment
 from app.http.keys import BOARDS, LIVE, RECONCILER, SCOREBOARD, STORE
-from app.live import Live, Pairs, PairWrite, ReadModelIncomplete, open_live
+from app.live import Live, PairRows, Pairs, ReadModelIncomplete, open_live
 from app.web import create_app
 from tests.conftest import auth, eventually
 from tests.services import require_redis
@@ -39,11 +39,11 @@ async def live(request: pytest.FixtureRequest) -> AsyncIterator[Live]:
 
 
 def w(user_id: str, score: int, seq: int, board_id: str = "b", key: str = "all",
-      expires: float | None = None) -> PairWrite:
-    return PairWrite(board_id, key, Entry(user_id, None, score, seq), expires, None if expires is None else 3600)
+      expires: float | None = None) -> PairRows:
+    return PairRows(board_id, key, [Entry(user_id, None, score, seq)], expires, None if expires is None else 3600)
 
 
-async def build(live: Live, writes: list[PairWrite], board_id: str = "b", key: str = "all",
+async def build(live: Live, writes: list[PairRows], board_id: str = "b", key: str = "all",
                 expires: float | None = None) -> bool:
     token = await live.pairs.start_build(board_id, key)
     await live.board.upsert([], pairs=writes)
@@ -105,7 +105,7 @@ async def test_a_removed_user_leaves_every_pair_at_once_and_for_good(live: Live)
 
 async def test_names_are_the_boards(live: Live) -> None:
     await live.board.set_mark(0)
-    named = PairWrite("b", "all", Entry("a", "alice", 5, 1, name_version=1), None, None)
+    named = PairRows("b", "all", [Entry("a", "alice", 5, 1, name_version=1)], None, None)
     assert await build(live, [named])
     assert [e.display_name for e in await live.pairs.top("b", "all", 1, NOW)] == ["alice"]
     await live.board.upsert([Entry("a", "alicia", 0, 0, name_version=2)])  # a rename

@@ -53,13 +53,13 @@ class ReadModelIncomplete(LiveUnavailable):
     """The board is empty, lost or being rebuilt: its answer would not be the truth."""
 
 
-class PairWrite(NamedTuple):
-    """A user's score on one (board, period key) for its read model, and when that model expires:
+class PairRows(NamedTuple):
+    """Users' scores on one (board, period key) for its read model, and when that model expires:
     `expires` in epoch seconds of the service's clock and `ttl` seconds from now (None: never)."""
 
     board_id: str
     key: str
-    entry: Entry
+    entries: Sequence[Entry]
     expires: float | None
     ttl: int | None
 
@@ -71,9 +71,9 @@ class Board(Protocol):
     """
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairWrite] = ()) -> None:
+                     pairs: Sequence[PairRows] = ()) -> None:
         """Record each entry unless the board holds a newer `seq` (the name: a newer name_version),
-        and each pair write in its pair's read model by the same rule (names are the board's;
+        and each pair's rows in its read model by the same rule (names are the board's;
         a removed user stays out); then publish `message` on `announce` (in the same round trip
         when all live in one Redis). This process's subscribers hear it even when the upsert fails."""
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
-from app.live import CHANGED, Bus, PairWrite, ReadModelIncomplete, merged
+from app.live import CHANGED, Bus, PairRows, ReadModelIncomplete, merged
 from app.live.memory_pairs import MemoryPairs
 
 _Key = tuple[int, int, str]
@@ -29,7 +29,7 @@ class MemoryBoard:
         self.pairs = MemoryPairs(self)
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairWrite] = ()) -> None:
+                     pairs: Sequence[PairRows] = ()) -> None:
         self.upsert_now(entries)
         self.pairs.write(pairs)
         if announce is not None:

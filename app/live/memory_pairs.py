@@ -9,7 +9,7 @@ from itertools import count
 from typing import TYPE_CHECKING
 
 from app.domain import Entry, Standing
-from app.live import PairWrite, ReadModelIncomplete
+from app.live import PairRows, ReadModelIncomplete
 
 if TYPE_CHECKING:
     from app.live.memory import MemoryBoard
@@ -33,10 +33,10 @@ class MemoryPairs:
         self._generation = 0  # forgetting every pair at once
         self._boards: dict[str, int] = {}  # forgetting one board's pairs
 
-    def write(self, writes: Iterable[PairWrite]) -> None:
-        """Called by main's upsert: each write into its pair, a removed user left out."""
-        for write in writes:
-            self._pair((write.board_id, write.key)).upsert_now([write.entry])
+    def write(self, pairs: Iterable[PairRows]) -> None:
+        """Called by main's upsert: each pair's rows into its board, a removed user left out."""
+        for rows in pairs:
+            self._pair((rows.board_id, rows.key)).upsert_now(rows.entries)
 
     async def top(self, board_id: str, key: str, limit: int, now: float) -> list[Entry]:
         return self._named(await self._trusted((board_id, key), now).top(limit))

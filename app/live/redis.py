@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.domain import Entry, Standing
-from app.live import CHANGED, RESYNC, Bus, Live, LiveUnavailable, PairWrite, ReadModelIncomplete
+from app.live import CHANGED, RESYNC, Bus, Live, LiveUnavailable, PairRows, ReadModelIncomplete
 from app.live.memory import Fanout
 from app.live.outage import Breaker, is_outage
 from app.tasks import stop
@@ -48,10 +48,10 @@ local function cmp(a, b)
 end
 """
 # KEYS: board, members (user -> member or 'deleted'), names (user -> name_version .. '+' .. name
-# or name_version .. '-' for none), then two per pair write: the pair's board and members.
+# or name_version .. '-' for none), then two per pair: the pair's board and members.
 # ARGV: a channel ('' for none) and the message to publish on it once the entries are in, the
 # number of board entries, then user, member, name per board entry (the name as stored), then
-# ttl ('' for none), user, member, name ('' for none) per pair write.
+# per pair: ttl ('' for none), the number of its rows, then user, member, name ('' for none) per row.
 # The score moves only to a newer seq; the name to a newer name_version, or an equal one
 # carried by a not-older seq. A pair holds no user the board has removed.
 _UPSERT = _SEQ_CMP + """
@@ -79,20 +79,23 @@ for i = 4, n, 3 do
     end
   end
 end
-local k = 4
-for i = n + 1, #ARGV, 4 do
-  local ttl, user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('HGET', KEYS[2], user) ~= 'deleted' then
-    put(KEYS[k], KEYS[k + 1], user, member)
-    if name ~= '' and version(name) > version(redis.call('HGET', KEYS[3], user)) then
-      redis.call('HSET', KEYS[3], user, name)
+local k, i = 4, n + 1
+while i <= #ARGV do
+  local ttl, last = ARGV[i], i + 1 + 3 * tonumber(ARGV[i + 1])
+  for j = i + 2, last, 3 do
+    local user, member, name = ARGV[j], ARGV[j + 1], ARGV[j + 2]
+    if redis.call('HGET', KEYS[2], user) ~= 'deleted' then
+      put(KEYS[k], KEYS[k + 1], user, member)
+      if name ~= '' and version(name) > version(redis.call('HGET', KEYS[3], user)) then
+        redis.call('HSET', KEYS[3], user, name)
+      end
     end
   end
   if ttl ~= '' then
     redis.call('EXPIRE', KEYS[k], ttl)
     redis.call('EXPIRE', KEYS[k + 1], ttl)
   end
-  k = k + 2
+  k, i = k + 2, last + 1
 end
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 0
@@ -157,10 +160,12 @@ def _args(entry: Entry) -> tuple[str, str, str]:
     return entry.user_id, member, f"{entry.name_version}{name}"
 
 
-def _pair_args(write: PairWrite) -> tuple[str | int, str, str, str]:
-    user, member, name = _args(write.entry)
-    named = write.entry.name_version > 0 or write.entry.display_name is not None  # a build's row
-    return "" if write.ttl is None else write.ttl, user, member, name if named else ""
+def _pair_args(rows: PairRows) -> Iterator[str | int]:
+    yield "" if rows.ttl is None else rows.ttl
+    yield len(rows.entries)
+    for entry in rows.entries:
+        user, member, name = _args(entry)
+        yield from (user, member, name if entry.name_version > 0 or entry.display_name is not None else "")
 
 
 def pairs_generation(prefix: str) -> str:
@@ -218,14 +223,14 @@ class RedisBoard:
         self._read = client.register_script(_READ)
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairWrite] = ()) -> None:
+                     pairs: Sequence[PairRows] = ()) -> None:
         # A Redis bus publishes from inside the last chunk's script, which also writes the pairs:
         # one round trip for the three.
         bus = announce if isinstance(announce, RedisBus) else None
         note = bus.outgoing(message) if bus is not None else ("", "")
         chunks = list(_chunks(entries)) or [[]]
-        written = [key for write in pairs for key in pair_keys(self._prefix, write.board_id, write.key)[:2]]
-        pair_args = [arg for write in pairs for arg in _pair_args(write)]
+        written = [key for rows in pairs for key in pair_keys(self._prefix, rows.board_id, rows.key)[:2]]
+        pair_args = [arg for rows in pairs for arg in _pair_args(rows)]
         try:
             with self._breaker.guard():
                 for number, args in enumerate(chunks, 1):
