@@ -34,9 +34,12 @@ class MemoryPairs:
         self._boards: dict[str, int] = {}  # forgetting one board's pairs
 
     def write(self, pairs: Iterable[PairRows]) -> None:
-        """Called by main's upsert: each pair's rows into its board, a removed user left out."""
+        """Called by main's upsert: each pair's rows into its board, a removed user left out, if
+        the pair is built or being built (a build starts empty: earlier rows would be dropped)."""
         for rows in pairs:
-            self._pair((rows.board_id, rows.key)).upsert_now(rows.entries)
+            pair = (rows.board_id, rows.key)
+            if pair in self._marks or pair in self._building:
+                self._pair(pair).upsert_now(rows.entries)
 
     async def top(self, board_id: str, key: str, limit: int, now: float) -> list[Entry]:
         return self._named(await self._trusted((board_id, key), now).top(limit))

@@ -48,12 +48,14 @@ local function cmp(a, b)
 end
 """
 # KEYS: board, members (user -> member or 'deleted'), names (user -> name_version .. '+' .. name
-# or name_version .. '-' for none), then two per pair: the pair's board and members.
+# or name_version .. '-' for none), then four per pair: the pair's board, members, mark and build.
 # ARGV: a channel ('' for none) and the message to publish on it once the entries are in, the
 # number of board entries, then user, member, name per board entry (the name as stored), then
 # per pair: ttl ('' for none), the number of its rows, then user, member, name ('' for none) per row.
 # The score moves only to a newer seq; the name to a newer name_version, or an equal one
-# carried by a not-older seq. A pair holds no user the board has removed.
+# carried by a not-older seq. A pair holds no user the board has removed, and is written only
+# while it is built or being built: a build empties it first, so earlier rows would be thrown
+# away (an unread pair costs two EXISTS per batch, not a write per row).
 _UPSERT = _SEQ_CMP + """
 local function version(name)
   return tonumber(string.match(name or '', '^(%d+)[+-]')) or -1
@@ -82,20 +84,22 @@ end
 local k, i = 4, n + 1
 while i <= #ARGV do
   local ttl, last = ARGV[i], i + 1 + 3 * tonumber(ARGV[i + 1])
-  for j = i + 2, last, 3 do
-    local user, member, name = ARGV[j], ARGV[j + 1], ARGV[j + 2]
-    if redis.call('HGET', KEYS[2], user) ~= 'deleted' then
-      put(KEYS[k], KEYS[k + 1], user, member)
-      if name ~= '' and version(name) > version(redis.call('HGET', KEYS[3], user)) then
-        redis.call('HSET', KEYS[3], user, name)
+  if redis.call('EXISTS', KEYS[k + 2], KEYS[k + 3]) > 0 then
+    for j = i + 2, last, 3 do
+      local user, member, name = ARGV[j], ARGV[j + 1], ARGV[j + 2]
+      if redis.call('HGET', KEYS[2], user) ~= 'deleted' then
+        put(KEYS[k], KEYS[k + 1], user, member)
+        if name ~= '' and version(name) > version(redis.call('HGET', KEYS[3], user)) then
+          redis.call('HSET', KEYS[3], user, name)
+        end
       end
     end
+    if ttl ~= '' then
+      redis.call('EXPIRE', KEYS[k], ttl)
+      redis.call('EXPIRE', KEYS[k + 1], ttl)
+    end
   end
-  if ttl ~= '' then
-    redis.call('EXPIRE', KEYS[k], ttl)
-    redis.call('EXPIRE', KEYS[k + 1], ttl)
-  end
-  k, i = k + 2, last + 1
+  k, i = k + 4, last + 1
 end
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 0
@@ -173,10 +177,10 @@ def pairs_generation(prefix: str) -> str:
     return f"{prefix}pairs-generation"
 
 
-def pair_keys(prefix: str, board_id: str, key: str) -> tuple[str, str, str]:
-    """A pair's board, members and mark (board ids and period keys hold no colon)."""
+def pair_keys(prefix: str, board_id: str, key: str) -> tuple[str, str, str, str]:
+    """A pair's board, members, mark and build (board ids and period keys hold no colon)."""
     stem = f"{prefix}pair:{board_id}:{key}:"
-    return f"{stem}board", f"{stem}members", f"{stem}mark"
+    return f"{stem}board", f"{stem}members", f"{stem}mark", f"{stem}build"
 
 
 def _name(stored: bytes | str | None) -> str | None:
@@ -229,7 +233,7 @@ class RedisBoard:
         bus = announce if isinstance(announce, RedisBus) else None
         note = bus.outgoing(message) if bus is not None else ("", "")
         chunks = list(_chunks(entries)) or [[]]
-        written = [key for rows in pairs for key in pair_keys(self._prefix, rows.board_id, rows.key)[:2]]
+        written = [key for rows in pairs for key in pair_keys(self._prefix, rows.board_id, rows.key)]
         pair_args = [arg for rows in pairs for arg in _pair_args(rows)]
         try:
             with self._breaker.guard():

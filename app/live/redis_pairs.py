@@ -34,10 +34,11 @@ if token ~= generations() or (expires ~= '0' and tonumber(expires) <= tonumber(A
 return range(KEYS[3], KEYS[4], KEYS[6], tonumber(ARGV[2]), ARGV[3])
 """
 # KEYS: generations, then the pair's board, members, mark, build; ARGV: build id. Empties the
-# pair (a build only adds; a removed user must not stay) and returns the token.
+# pair (a build only adds; a removed user must not stay) and returns the token. The build key
+# lets the batches' writes in (and outlives a build whose process died by an hour at most).
 _START = _GENERATIONS + """
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
-redis.call('SET', KEYS[6], ARGV[1])
+redis.call('SET', KEYS[6], ARGV[1], 'EX', 3600)
 return generations() .. '#' .. ARGV[1]
 """
 # KEYS: as _START; ARGV: token, expires (0: never), ttl ('' for none). Marks the pair if the
@@ -93,8 +94,7 @@ class RedisPairs:
         return pairs_generation(self._prefix) if board_id is None else f"{self._prefix}pair-generation:{board_id}"
 
     def _keys(self, board_id: str, key: str) -> list[str]:
-        board, members, mark = pair_keys(self._prefix, board_id, key)
-        return [self._generation(None), self._generation(board_id), board, members, mark, f"{mark}:build"]
+        return [self._generation(None), self._generation(board_id), *pair_keys(self._prefix, board_id, key)]
 
     async def _read_script(self, board_id: str, key: str, *args: int | str) -> list[Any]:
         keys = [*self._keys(board_id, key)[:5], self._names]
