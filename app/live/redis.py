@@ -51,7 +51,9 @@ end
 # or name_version .. '-' for none), then four per pair: the pair's board, members, mark and build.
 # ARGV: a channel ('' for none) and the message to publish on it once the entries are in, the
 # number of board entries, then user, member, name per board entry (the name as stored), then
-# per pair: ttl ('' for none), the number of its rows, then user, member, name ('' for none) per row.
+# per pair: ttl ('' for none), the number of its rows, '1' if they carry names (a build's) else
+# '0' (a batch's: the names came with the board's entries), then per row its member (which ends
+# with the user id) and, if named, its name.
 # The score moves only to a newer seq; the name to a newer name_version, or an equal one
 # carried by a not-older seq. A pair holds no user the board has removed, and is written only
 # while it is built or being built: a build empties it first, so earlier rows would be thrown
@@ -83,14 +85,17 @@ for i = 4, n, 3 do
 end
 local k, i = 4, n + 1
 while i <= #ARGV do
-  local ttl, last = ARGV[i], i + 1 + 3 * tonumber(ARGV[i + 1])
+  local ttl, named = ARGV[i], ARGV[i + 2] == '1'
+  local width = named and 2 or 1
+  local last = i + 2 + width * tonumber(ARGV[i + 1])
   if redis.call('EXISTS', KEYS[k + 2], KEYS[k + 3]) > 0 then
-    for j = i + 2, last, 3 do
-      local user, member, name = ARGV[j], ARGV[j + 1], ARGV[j + 2]
+    for j = i + 3, last, width do
+      local member = ARGV[j]
+      local user = string.sub(member, 33)
       if redis.call('HGET', KEYS[2], user) ~= 'deleted' then
         put(KEYS[k], KEYS[k + 1], user, member)
-        if name ~= '' and version(name) > version(redis.call('HGET', KEYS[3], user)) then
-          redis.call('HSET', KEYS[3], user, name)
+        if named and version(ARGV[j + 1]) > version(redis.call('HGET', KEYS[3], user)) then
+          redis.call('HSET', KEYS[3], user, ARGV[j + 1])
         end
       end
     end
@@ -165,11 +170,11 @@ def _args(entry: Entry) -> tuple[str, str, str]:
 
 
 def _pair_args(rows: PairRows) -> Iterator[str | int]:
-    yield "" if rows.ttl is None else rows.ttl
-    yield len(rows.entries)
-    for entry in rows.entries:
-        user, member, name = _args(entry)
-        yield from (user, member, name if entry.name_version > 0 or entry.display_name is not None else "")
+    named = any(entry.name_version > 0 or entry.display_name is not None for entry in rows.entries)
+    yield from ("" if rows.ttl is None else rows.ttl, len(rows.entries), int(named))
+    for entry in rows.entries:  # a batch's rows: one argument each (packing dominates a batch's call)
+        _, member, name = _args(entry)
+        yield from (member, name) if named else (member,)
 
 
 def pairs_generation(prefix: str) -> str:
