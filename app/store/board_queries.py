@@ -55,15 +55,16 @@ UPSERT_SCORES = """
 WRITE_SCORES = "WITH" + PAIRS + UPSERT_SCORES.format(
     source="unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS e(id, u, act, d)") + ";"
 
-# SQLite: the upsert of one (board, period key, user) row; unqualified columns are the stored row's.
+# SQLite: the upsert of a batch's (board, period key, user, points, seq) rows, given as one JSON
+# array, in one statement that returns the rows it left; unqualified columns are the stored row's.
+# (`WHERE true` keeps the parser from reading ON CONFLICT as a join's ON.)
 SQLITE_UPSERT = """
-    INSERT INTO board_scores (board_id, period_key, user_id, score, seq) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (board_id, period_key, user_id) DO UPDATE SET score = score + excluded.score, seq = excluded.seq"""
-# SQLite: the rows a batch wrote, after its upserts ({pairs}: one VALUES row per (board, key, user)).
-SQLITE_WRITTEN = """
-    WITH k(b, p, u) AS (VALUES {pairs})
-    SELECT s.board_id, s.period_key, s.user_id, s.score, s.seq
-    FROM board_scores AS s JOIN k ON s.board_id = k.b AND s.period_key = k.p AND s.user_id = k.u"""
+    INSERT INTO board_scores (board_id, period_key, user_id, score, seq)
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'), json_extract(value, '$[4]')
+    FROM json_each(?) WHERE true
+    ON CONFLICT (board_id, period_key, user_id) DO UPDATE SET score = score + excluded.score, seq = excluded.seq
+    RETURNING board_id, period_key, user_id, score, seq"""
 SQLITE_SAVE = """
     INSERT INTO boards (board_id, title, actions, periods, time_zone) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (board_id) DO UPDATE SET title = excluded.title, actions = excluded.actions,

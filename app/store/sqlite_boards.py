@@ -52,9 +52,7 @@ class SqliteBoards:
         rows = board_rows(await self._all_boards(), events, now) if events else []
         if not rows:  # none on a service with only main's all period
             return []
-        await self._conn.executemany(bq.SQLITE_UPSERT, rows)
-        keys = bq.SQLITE_WRITTEN.format(pairs=", ".join(["(?, ?, ?)"] * len(rows)))
-        async with self._conn.execute(keys, [value for row in rows for value in row[:3]]) as cursor:
+        async with self._conn.execute(bq.SQLITE_UPSERT, (json.dumps(rows),)) as cursor:
             return [bq.pair_score(row) for row in await cursor.fetchall()]
 
     async def boards(self) -> list[BoardConfig]:
