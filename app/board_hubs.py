@@ -1,11 +1,12 @@
 """One debounced hub per watched (board, period): created by the first stream, dropped after the last.
 
-Only watched pairs are read and pushed: an unwatched board costs nothing per push. Each hub works
-as the main hub does (app/hub.py): the bus says "look again", at most one push per interval,
-newest state wins, each push encoded once and written by its own stream registry in one pass.
-A hub follows the current period: when the clock passes the period's end it sends the ended
-period's final state as an `update`, then the new period's `snapshot`, in one frame so that
-no stream gets one without the other.
+Only watched pairs are read and pushed: an unwatched board costs nothing per push, and a watched
+one is read only after a message about an action it counts (or about every board), so an idle
+board costs nothing either. Each hub works as the main hub does (app/hub.py): the bus says
+"look again", at most one push per interval, newest state wins, each push encoded once and
+written by its own stream registry in one pass. A hub follows the current period: when the
+clock passes the period's end it sends the ended period's final state as an `update`, then the
+new period's `snapshot`, in one frame so that no stream gets one without the other.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 
 from app.boards import BoardConfig
 from app.domain import Entry
-from app.errors import ServiceUnavailable
+from app.errors import NotFound, ServiceUnavailable
 from app.hub import TOP_SIZE, until
-from app.live import Bus
+from app.live import Bus, actions_of
 from app.periods import Clock, period_end, period_key
 from app.snapshot import Snapshot
 from app.streams import Frame, StreamRegistry
@@ -31,6 +32,7 @@ ROLLOVER_TICK = 1.0  # seconds: the longest a hub goes without looking at the cl
 UNCAPPED = 1 << 30  # a pair's registry: the caps are the main registry's, which admits every stream too
 
 Read = Callable[[str, str, int], Awaitable[list[Entry]]]  # (board, period key, limit) -> entries
+Config = Callable[[str], Awaitable[BoardConfig]]  # a board's current configuration (cached)
 
 
 def pair_snapshot(entries: list[Entry], board_id: str, period: str, key: str) -> Snapshot:
@@ -47,8 +49,9 @@ class StreamSettings:
 
 class PairHub:
     def __init__(self, board: BoardConfig, period: str, read: Read, bus: Bus, clock: Clock,
-                 settings: StreamSettings) -> None:
+                 settings: StreamSettings, config: Config | None = None) -> None:
         self.board, self.period = board, period
+        self._config = config
         self._read_entries, self._bus, self._clock, self._interval = read, bus, clock, settings.interval
         self.streams = StreamRegistry(UNCAPPED, UNCAPPED, settings.interval, settings.ping_interval,
                                       settings.send_timeout)
@@ -57,6 +60,7 @@ class PairHub:
         self.snapshot_frame = self.snapshot.sse("snapshot")
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.current = False  # True once the first read is in: `snapshot` is the pair's state
+        self.reads = 0  # of the pair's top 10, for the metrics and the tests
         self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self.streams.keep_alive())]
 
     async def ready(self) -> None:
@@ -73,6 +77,7 @@ class PairHub:
             self._ready.cancel()
 
     async def _read(self, key: str) -> Snapshot:
+        self.reads += 1
         return pair_snapshot(await self._read_entries(self.board.board_id, key, TOP_SIZE),
                              self.board.board_id, self.period, key)
 
@@ -102,14 +107,32 @@ class PairHub:
             log.exception("board %s %s not refreshed", self.board.board_id, self.period)
 
     async def _next(self, messages: AsyncIterator[str]) -> bool:
-        """True after a bus message; False when it is time to look at the clock."""
+        """True after a bus message about this board; False when it is time to look at the clock."""
         end = period_end(self.period, self._clock(), self.board.zone)
         left = ROLLOVER_TICK if end is None else (end - self._clock()).total_seconds()
-        try:
-            await asyncio.wait_for(anext(messages), max(min(left, ROLLOVER_TICK), 0.0))
-        except TimeoutError:
-            return False
-        return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(min(left, ROLLOVER_TICK), 0.0)
+        while True:
+            try:
+                message = await asyncio.wait_for(anext(messages), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                return False
+            if await self._concerns(message):
+                return True
+
+    async def _concerns(self, message: str) -> bool:
+        """Whether a message may have changed this board: an idle board is not read for another's.
+        The actions counted are the board's current ones (a PUT may change them while it is watched)."""
+        actions = actions_of(message)
+        if actions is None:
+            return True
+        board = self.board
+        if self._config is not None:
+            try:
+                board = await self._config(board.board_id)
+            except (NotFound, ServiceUnavailable):  # deleted, or unknown now: read, and let the read tell
+                return True
+        return any(board.counts(action) for action in actions)
 
     async def _refresh(self) -> None:
         await until(self.streams.last_push + self._interval)
@@ -135,8 +158,10 @@ class PairHub:
 class BoardHubs:
     """The hubs of the watched pairs of this process."""
 
-    def __init__(self, read: Read, bus: Bus, clock: Clock, settings: StreamSettings) -> None:
+    def __init__(self, read: Read, bus: Bus, clock: Clock, settings: StreamSettings,
+                 config: Config | None = None) -> None:
         self._read, self._bus, self._clock, self._settings = read, bus, clock, settings
+        self._config = config
         self._hubs: dict[tuple[str, str], PairHub] = {}
         self._watchers: Counter[tuple[str, str]] = Counter()
 
@@ -151,7 +176,8 @@ class BoardHubs:
         pair = (board.board_id, period)
         hub = self._hubs.get(pair)
         if hub is None:
-            hub = self._hubs[pair] = PairHub(board, period, self._read, self._bus, self._clock, self._settings)
+            hub = self._hubs[pair] = PairHub(board, period, self._read, self._bus, self._clock, self._settings,
+                                             self._config)
         self._watchers[pair] += 1
         try:
             await hub.ready()

@@ -46,3 +46,4 @@ DEFAULT_MAIN = BoardConfig(MAIN, "Scoreboard")
 def is_main_all(board_id: str, period: str) -> bool:
     """Whether (board, period) is the pair served by GET /top, /scores and /stream."""
     return board_id == MAIN and period == ALL
+

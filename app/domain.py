@@ -52,6 +52,15 @@ class Increment:
 
 
 @dataclass(frozen=True, slots=True)
+class PairScore:
+    """A user's score on one (board, period key) as a batch left it (names stay main's)."""
+
+    board_id: str
+    key: str
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
 class IncrementResult:
     """What an increment did; `applied` is False for a replay of a recorded actionId."""
 
@@ -63,6 +72,9 @@ class IncrementResult:
     applied: bool
     seq: int
     display_name: str | None = None
+    # An applied increment's user's scores on every (board, period key) its batch wrote; None when
+    # the store could not say (the pairs' read models are then rebuilt). Not part of equality.
+    pairs: tuple[PairScore, ...] | None = field(default=(), compare=False)
 
     @property
     def entry(self) -> Entry:

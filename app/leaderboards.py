@@ -1,32 +1,50 @@
 """Boards as the API sees them: management, which period a read means, and the reads themselves.
 
 main's `all` period is read through the callables the Scoreboard gives (its read model); every
-other (board, period key) pair from the database, the truth (the hubs keep the watched pairs'
-top 10 in memory). The configurations are cached for CONFIG_TTL: a board changed in another
-process is seen here within that time (writes read them in their own transaction instead).
+other (board, period key) pair from its own read model when this process trusts the live backend
+and the pair is built, else from the database, which starts a build of it (app/pair_builds.py).
+The configurations are cached for CONFIG_TTL: a board changed in another process is seen here
+within that time (writes read them in their own transaction instead).
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
+from typing import TypeVar
 
 from app.boards import MAIN, BoardConfig
 from app.domain import Entry, Standing
 from app.errors import NotFound, ValidationFailed
-from app.periods import ALL, Clock, day_key, is_future, local_day
+from app.live import Freshness, LiveUnavailable, Pairs, ReadModelIncomplete
+from app.pair_builds import PairBuilds
+from app.periods import ALL, Clock, day_key, is_future, key_expiry, local_day
 from app.store import BoardStore
 
 CONFIG_TTL = 1.0  # seconds a process trusts its copy of the board configurations
 
 MainTop = Callable[[int], Awaitable[list[Entry]]]
 MainStanding = Callable[[str, int], Awaitable[Standing]]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PairModels:
+    """What the pairs' reads need of the live backend, and of the Scoreboard."""
+
+    pairs: Pairs
+    builds: PairBuilds
+    freshness: Freshness
+    announced: Callable[[], Awaitable[None]]  # this process's committed batches are in the read models
 
 
 class Boards:
-    def __init__(self, store: BoardStore, main_top: MainTop, main_standing: MainStanding, clock: Clock) -> None:
+    def __init__(self, store: BoardStore, main_top: MainTop, main_standing: MainStanding, clock: Clock,
+                 models: PairModels) -> None:
         self._store = store
         self._main_top, self._main_standing = main_top, main_standing
+        self._models = models
         self.clock = clock
         self._configs: dict[str, BoardConfig] = {}
         self._loaded_at = float("-inf")
@@ -48,6 +66,7 @@ class Boards:
                 "actions": ["main counts every action: null"], "periods": ["main keeps the all period"]}})
         saved = await self._store.save_board(board.ordered())
         self._forget()
+        await self._forget_pairs(board.board_id)
         return saved
 
     async def delete(self, board_id: str) -> None:
@@ -56,6 +75,7 @@ class Boards:
         if not await self._store.delete_board(board_id):
             raise NotFound(f"no board {board_id!r}")
         self._forget()
+        await self._forget_pairs(board_id)
 
     async def period_key(self, board_id: str, period: str, at: date | None) -> tuple[BoardConfig, str]:
         """The board and the key of its `period` containing the local day `at` (default today);
@@ -72,15 +92,45 @@ class Boards:
     async def top(self, board_id: str, key: str, limit: int) -> list[Entry]:
         if board_id == MAIN and key == ALL:
             return await self._main_top(limit)
-        return await self._store.board_ranked(board_id, key, 0, limit)
+        now = self.clock().timestamp()
+        entries = await self._from_model(board_id, key, lambda: self._models.pairs.top(board_id, key, limit, now))
+        return entries if entries is not None else await self._store.board_ranked(board_id, key, 0, limit)
 
     async def standing(self, board_id: str, key: str, user_id: str, around: int) -> Standing:
         if board_id == MAIN and key == ALL:
             return await self._main_standing(user_id, around)
-        standing = await self._store.board_standing(board_id, key, user_id, around)
+        now = self.clock().timestamp()
+        standing = await self._from_model(
+            board_id, key, lambda: self._models.pairs.standing(board_id, key, user_id, around, now))
+        if standing is None:  # a miss may be a write the model lost: the database decides
+            standing = await self._store.board_standing(board_id, key, user_id, around)
         if standing is None:
             raise NotFound(f"no score for user {user_id!r} on board {board_id!r} in period {key}")
         return standing
+
+    async def _from_model(self, board_id: str, key: str, read: Callable[[], Awaitable[T]]) -> T | None:
+        """The pair's read model's answer when it can be trusted; None otherwise (a pair not built
+        starts a build: until it is marked, the database answers)."""
+        await self._models.announced()
+        if not self._models.freshness.trusted:
+            return None
+        try:
+            return await read()
+        except ReadModelIncomplete:
+            expires, _ = key_expiry(key, self.clock())
+            if expires is None or expires > self.clock().timestamp():  # an expired pair stays in the database
+                self._models.builds.start(board_id, key)
+        except LiveUnavailable:
+            pass
+        return None
+
+    async def _forget_pairs(self, board_id: str) -> None:
+        """A changed or deleted board's pairs are rebuilt (a board deleted and created again must not
+        find its old scores); if that fails, the failed-write path makes every process forget them."""
+        try:
+            await self._models.pairs.forget(board_id)
+        except LiveUnavailable:
+            self._models.freshness.write_failed()
 
     async def _current(self) -> dict[str, BoardConfig]:
         if time.monotonic() - self._loaded_at <= CONFIG_TTL:

@@ -94,3 +94,32 @@ def period_end(period: str, instant: datetime, tz: tzinfo) -> datetime | None:
 def is_future(period: str, day: date, now: datetime, tz: tzinfo) -> bool:
     """Whether the period containing the local `day` starts after the one containing `now`."""
     return day_key(period, day) > period_key(period, now, tz)
+
+
+# How long a pair's read model outlives its period: the period that just ended stays fast for a
+# while; the database keeps every period for good.
+RETENTION = timedelta(days=2)
+# A key's period ends at local midnight somewhere between UTC-12 and UTC+14: its read model's
+# expiry is counted from the latest of those, so it needs no time zone.
+_LATEST_ZONE = timedelta(hours=12)
+
+
+def key_first_day(key: str) -> date:
+    """The first day of the period a daily (2026-11-23), weekly (2026-W48) or monthly (2026-11) key names."""
+    if "-W" in key:
+        year, week = key.split("-W")
+        return date.fromisocalendar(int(year), int(week), 1)
+    if key.count("-") == 1:
+        return date.fromisoformat(key + "-01")
+    return date.fromisoformat(key)
+
+
+def key_expiry(key: str, now: datetime) -> tuple[float | None, int | None]:
+    """When the read model of a period key expires (epoch seconds) and how long from `now` that is
+    (at least a second); (None, None) for `all`, which never expires."""
+    if key == ALL:
+        return None, None
+    period = "weekly" if "-W" in key else "monthly" if key.count("-") == 1 else "daily"
+    end = datetime.combine(next_first_day(period, key_first_day(key)), time(0), tzinfo=UTC)
+    expires = end + _LATEST_ZONE + RETENTION
+    return expires.timestamp(), max(int((expires - now).total_seconds()), 1)

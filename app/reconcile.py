@@ -38,13 +38,14 @@ class Reconciler:
     def __init__(self, store: ChangeFeed, live: Live, interval: float, page: int = PAGE,
                  repair_page: int = REPAIR_PAGE) -> None:
         self._store = store
-        self._board, self._bus, self._lease = live.board, live.bus, live.lease
+        self._board, self._bus, self._lease, self._pairs = live.board, live.bus, live.lease, live.pairs
         self._freshness = live.freshness
         self._interval = interval
         self._page = page
         self._repair_page = repair_page
         self._wanted = asyncio.Event()
         self._freshness.wake = self._wanted.set
+        self._resynced = False  # the bus (re)connected since the last pass
         self.repaired = 0  # feed rows applied since start
         self.runs = 0
         self.rebuilds = 0
@@ -61,6 +62,17 @@ class Reconciler:
 
     async def _pass(self) -> int:
         generation = self._freshness.repair_started()
+        resynced, self._resynced = self._resynced, False  # a RESYNC heard from here on: the next pass
+        if generation != self._freshness.repaired or resynced:
+            # A write of this process to the read model failed, or Redis came back (perhaps from an
+            # older snapshot): the pairs' models may miss writes, and unlike the board they have no
+            # change feed to repair them, so they are rebuilt.
+            # (Seam: a transaction found unapplied by the reconciler must do the same.)
+            try:
+                await self._pairs.forget()
+            except LiveUnavailable:
+                self._resynced |= resynced
+                raise
         horizon = await self._store.change_horizon()  # before reading: nothing below it is in flight
         mark = await self._board.mark()
         if mark is None:
@@ -124,4 +136,5 @@ class Reconciler:
     async def _listen(self, messages: AsyncIterator[str]) -> None:
         async for message in messages:
             if message == RESYNC:
+                self._resynced = True
                 self._wanted.set()

@@ -18,8 +18,9 @@ from typing import NamedTuple
 from app.batching import Batcher
 from app.domain import Entry, Increment, IncrementResult, Standing
 from app.errors import AppError, IdempotencyConflict, NotFound
-from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable
+from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable, Pairs, changed
 from app.moderation import Moderation
+from app.pair_builds import pair_writes
 from app.periods import Clock, system_clock
 from app.ratelimit import Admission, Quota, RateLimiter
 from app.store import Store
@@ -49,10 +50,11 @@ class Scoreboard:
     def __init__(
         self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int],
         moderation: Moderation, freshness: Freshness | None = None, batch_window: float = 0.002,
-        batch_max: int = 128, clock: Clock = system_clock,
+        batch_max: int = 128, clock: Clock = system_clock, pairs: Pairs | None = None,
     ) -> None:
         self._store = store
         self._board = board
+        self._pairs = pairs
         self._bus = bus
         self._limiter = limiter
         self._moderation = moderation
@@ -85,7 +87,7 @@ class Scoreboard:
         while self._announcing:
             await asyncio.gather(*self._announcing, return_exceptions=True)
 
-    async def _announced(self) -> None:
+    async def announced(self) -> None:
         """Wait for the read-model writes of the batches committed so far: a read that follows an
         answered increment in this process sees it."""
         if self._announcing:
@@ -180,10 +182,15 @@ class Scoreboard:
 
     async def _announce(self, results: list[IncrementResult]) -> None:
         newest = {r.user_id: r.entry for r in sorted(results, key=lambda r: r.seq)}
+        pairs, unknown = pair_writes(results, self._clock())
         try:
-            await self._board.upsert(newest.values(), announce=self._bus)
+            await self._board.upsert(newest.values(), announce=self._bus,
+                                     message=changed(r.action for r in results), pairs=pairs)
+            if unknown and self._pairs is not None:  # the store could not say which pairs changed
+                await self._pairs.forget()
         except LiveUnavailable as exc:
-            # Until a repair that starts after this has run, this process reads from the database.
+            # Until a repair that starts after this has run, this process reads from the database
+            # (and the repair makes every process stop trusting the pairs' read models).
             self._freshness.write_failed()
             log.warning("read model or bus not updated after commit (the reconciler repairs it): %s", exc)
         except Exception:  # a bug: the callers have their answers already; the reconciler repairs the board
@@ -202,7 +209,7 @@ class Scoreboard:
 
     async def top(self, limit: int) -> list[Entry]:
         """From the read model when this process can trust it, else from the database."""
-        await self._announced()
+        await self.announced()
         if self._freshness.trusted:
             with contextlib.suppress(LiveUnavailable):
                 return await self._board.top(limit)
@@ -210,7 +217,7 @@ class Scoreboard:
 
     async def standing(self, user_id: str, around: int) -> Standing:
         standing = None
-        await self._announced()
+        await self.announced()
         if self._freshness.trusted:
             with contextlib.suppress(LiveUnavailable):
                 standing = await self._board.standing(user_id, around)

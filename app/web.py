@@ -33,11 +33,12 @@ from app.http.keys import (
 from app.http.openapi import openapi_document
 from app.http.routes import setup_routes
 from app.hub import Hub, backstop
-from app.leaderboards import Boards
+from app.leaderboards import Boards, PairModels
 from app.live import open_live
 from app.moderation import Moderation
 from app.ops.access import access_log_args
 from app.ops.metrics import Metrics
+from app.pair_builds import PairBuilds
 from app.periods import Clock, system_clock
 from app.ratelimit import RateLimiter
 from app.reconcile import Reconciler
@@ -93,19 +94,22 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         limiter = RateLimiter.open(live, settings.rate_limit_user, settings.rate_limit_caller)
         app[LIMITER] = limiter
         scoreboard = Scoreboard(app[STORE], live.board, live.bus, limiter, settings.actions, app[MODERATION],
-                                live.freshness, settings.batch_window, settings.batch_max, app[CLOCK])
+                                live.freshness, settings.batch_window, settings.batch_max, app[CLOCK], live.pairs)
         app[SCOREBOARD] = scoreboard
         streams = StreamRegistry(settings.stream_max, settings.stream_max_per_client, settings.push_interval,
                                  settings.ping_interval, settings.send_timeout)
         app[HUB] = Hub(scoreboard.top, live.bus, streams, settings.push_interval)
-        boards = app[BOARDS] = Boards(app[STORE], scoreboard.top, scoreboard.standing, app[CLOCK])
+        builds = PairBuilds(app[STORE], live.board, live.pairs, app[CLOCK])
+        boards = app[BOARDS] = Boards(app[STORE], scoreboard.top, scoreboard.standing, app[CLOCK],
+                                      PairModels(live.pairs, builds, live.freshness, scoreboard.announced))
         app[BOARD_HUBS] = BoardHubs(boards.top, live.bus, app[CLOCK], StreamSettings(
-            settings.push_interval, settings.ping_interval, settings.send_timeout))
+            settings.push_interval, settings.ping_interval, settings.send_timeout), boards.get)
         app[RECONCILER] = Reconciler(app[STORE], live, settings.reconcile_interval)
         app[REDIS_STATUS] = live.status
         app[LIVE] = live
         yield
         await app[BOARD_HUBS].close()
+        await builds.close()
         await scoreboard.drain()  # batches still committing answer their callers before Redis closes
 
 

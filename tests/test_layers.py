@@ -17,7 +17,7 @@ LAYERS = [
     ("entry", ["app.__main__", "app.gunicorn", "app.web", "app.tools"]),
     ("http", ["app.http", "app.ops"]),
     ("core", ["app.service", "app.hub", "app.reconcile", "app.moderation", "app.snapshot", "app.streams",
-              "app.leaderboards", "app.board_hubs"]),
+              "app.leaderboards", "app.board_hubs", "app.pair_builds"]),
     ("backends", ["app.store", "app.live", "app.ratelimit", "app.auth.tokens"]),
     ("settings", ["app.config"]),
     ("domain", ["app.domain", "app.errors", "app.tasks", "app.batching", "app.auth.keyring", "app.auth", "app",

@@ -12,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.domain import Entry
-from app.live import CHANGED, RESYNC, Board, Bus, LiveUnavailable, ReadModelIncomplete, open_live
+from app.live import CHANGED, RESYNC, Board, Bus, LiveUnavailable, ReadModelIncomplete, changed, open_live
 from app.live.redis import RedisBoard, RedisBus
 from tests.conftest import eventually
 from tests.services import PrivateRedis, require_redis
@@ -189,6 +189,23 @@ async def test_a_local_subscriber_hears_of_an_upsert_once_it_is_written(board: B
         assert await ids(board) == ["a"]
 
 
+async def test_an_upsert_announces_the_message_it_is_given(board: Board, bus: Bus) -> None:
+    async with listening(bus) as messages:
+        await board.upsert([e("a", 5, 1)], announce=bus, message=changed(["bonus"]))
+        assert await next_message(messages) == "changed bonus"
+
+
+async def test_unread_changes_merge_into_one_that_names_every_action(bus: Bus) -> None:
+    async with listening(bus) as messages:
+        await bus.publish(changed(["b", "a"]))
+        await bus.publish(changed(["c", "a"]))
+        assert await next_message(messages) == "changed a b c"
+        await bus.publish(changed(["a"]))
+        await bus.publish(CHANGED)  # about every board: it absorbs the narrower one, in either order
+        await bus.publish(changed(["b"]))
+        assert await next_message(messages) == CHANGED
+
+
 async def test_full_queue_never_blocks_publish_and_newest_wins(bus: Bus) -> None:
     async with listening(bus) as messages:
         async with asyncio.timeout(WAIT):
@@ -219,6 +236,17 @@ async def test_redis_subscription_leaves_the_channel_on_exit(redis_client: Redis
 
 
 # Redis only: several processes, and Redis going away
+
+
+async def test_an_upsert_tells_another_process_which_actions_changed(redis_client: Redis, prefix: str) -> None:
+    other = Redis.from_url(require_redis())
+    try:
+        here, there = RedisBus(redis_client, prefix), RedisBus(other, prefix)
+        async with listening(there) as theirs:
+            await RedisBoard(redis_client, prefix).upsert([e("a", 5, 1)], announce=here, message=changed(["x"]))
+            assert await next_message(theirs) == "changed x"
+    finally:
+        await other.aclose()
 
 
 async def test_publish_reaches_another_process(redis_client: Redis, prefix: str) -> None:
@@ -356,4 +384,5 @@ async def test_a_change_never_folds_away_an_unread_resync(bus: Bus) -> None:
         else:
             await bus.publish(RESYNC)
         await bus.publish("changed")
+        await bus.publish(changed(["a"]))
         assert await next_message(messages) == RESYNC

@@ -5,10 +5,10 @@ Nothing here imports aiohttp: the service writes to these, the hub and the repai
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from app.domain import Entry, Standing
 
@@ -17,8 +17,32 @@ if TYPE_CHECKING:
 
 # Bus messages. Both only say "look again"; RESYNC adds "you may have missed changes"
 # (sent to local subscribers when the bus (re)connects), so it must never be folded away.
+# A bare CHANGED concerns every board (a rename, a deletion, a repair); `changed(actions)` only
+# the boards counting one of those actions, so that an idle board's hub is not woken.
 CHANGED = "changed"
 RESYNC = "resync"
+
+
+def changed(actions: Iterable[str]) -> str:
+    """The message of a batch: which actions' points changed (action names hold no space)."""
+    return " ".join([CHANGED, *sorted(set(actions))])
+
+
+def actions_of(message: str) -> frozenset[str] | None:
+    """The actions a message is about; None for every board (RESYNC, a bare CHANGED, anything else)."""
+    kind, _, actions = message.partition(" ")
+    return frozenset(actions.split()) if kind == CHANGED and actions else None
+
+
+def merged(older: str, newer: str) -> str:
+    """One message that says what both say: RESYNC dominates, then a message about every board
+    (the newer of two), else the union of the actions."""
+    if RESYNC in (older, newer):
+        return RESYNC
+    old, new = actions_of(older), actions_of(newer)
+    if old is None and new is not None:
+        return older
+    return changed(old | new) if old is not None and new is not None else newer
 
 
 class LiveUnavailable(Exception):
@@ -29,19 +53,33 @@ class ReadModelIncomplete(LiveUnavailable):
     """The board is empty, lost or being rebuilt: its answer would not be the truth."""
 
 
+class PairRows(NamedTuple):
+    """Users' scores on one (board, period key) for its read model, and when that model expires:
+    `expires` in epoch seconds of the service's clock and `ttl` seconds from now (None: never)."""
+
+    board_id: str
+    key: str
+    entries: Sequence[Entry]
+    expires: float | None
+    ttl: int | None
+
+
 class Board(Protocol):
     """Ranked users in O(log n): score descending, then the earlier `seq` first.
 
     Reads raise ReadModelIncomplete until a repair has set the board's mark.
     """
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
-        """Record each entry unless the board holds a newer `seq` (the name: a newer name_version);
-        then publish CHANGED on `announce` (in the same round trip when both live in one Redis).
-        This process's subscribers hear it even when the upsert fails."""
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
+                     pairs: Sequence[PairRows] = ()) -> None:
+        """Record each entry unless the board holds a newer `seq` (the name: a newer name_version),
+        and each pair's rows in its read model by the same rule (names are the board's;
+        a removed user stays out); then publish `message` on `announce` (in the same round trip
+        when all live in one Redis). This process's subscribers hear it even when the upsert fails."""
 
     async def remove(self, user_id: str) -> None:
-        """Drop the user for good: later upserts for them are ignored (deletion is final)."""
+        """Drop the user for good: later upserts for them are ignored (deletion is final); every
+        pair's read model stops being trusted in the same step (they are rebuilt without the user)."""
 
     async def top(self, limit: int) -> list[Entry]:
         """The first `limit` entries in rank order."""
@@ -54,6 +92,29 @@ class Board(Protocol):
 
     async def set_mark(self, mark: int) -> None:
         """Record that every change below `mark` is on the board (and make reads trust it)."""
+
+
+class Pairs(Protocol):
+    """The read models of (board, period key) pairs, ranked as the Board and sharing its names and
+    deletions. A pair is trusted only once a build from the database has marked it complete, until
+    it expires (a period ended some time ago) or is forgotten; its reads raise ReadModelIncomplete
+    otherwise. `now` is the service's clock in epoch seconds."""
+
+    async def top(self, board_id: str, key: str, limit: int, now: float) -> list[Entry]:
+        """The first `limit` entries of the pair in rank order."""
+
+    async def standing(self, board_id: str, key: str, user_id: str, around: int, now: float) -> Standing | None:
+        """The user's rank on the pair and the entries around; None if absent."""
+
+    async def start_build(self, board_id: str, key: str) -> str:
+        """Empty the pair and return the build's token; then upsert its rows in pages."""
+
+    async def finish_build(self, board_id: str, key: str, token: str, expires: float | None,
+                           ttl: int | None) -> bool:
+        """Mark the pair complete, unless it was forgotten or another build started since the token."""
+
+    async def forget(self, board_id: str | None = None) -> None:
+        """Stop trusting every pair of the board (of every board for None): they are rebuilt."""
 
 
 class Bus(Protocol):
@@ -109,6 +170,7 @@ class Live:
     board: Board
     bus: Bus
     lease: Lease
+    pairs: Pairs
     redis: Redis | None = None
     # One breaker for every Redis call of the process, the rate limiter's included.
     guard: Callable[[], AbstractContextManager[None]] = nullcontext
@@ -127,7 +189,8 @@ async def open_live(url: str | None, prefix: str) -> AsyncIterator[Live]:
     if url is None:
         from app.live.memory import MemoryBoard, MemoryBus, MemoryLease
 
-        yield Live(MemoryBoard(), MemoryBus(), MemoryLease(), prefix=prefix)
+        board = MemoryBoard()
+        yield Live(board, MemoryBus(), MemoryLease(), board.pairs, prefix=prefix)
         return
     # imported here so that the embedded mode never imports redis
     from app.live.redis import connect

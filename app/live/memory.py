@@ -4,11 +4,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from bisect import bisect_left, insort
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
-from app.live import CHANGED, RESYNC, Bus, ReadModelIncomplete
+from app.live import CHANGED, Bus, PairRows, ReadModelIncomplete, merged
+from app.live.memory_pairs import MemoryPairs
 
 _Key = tuple[int, int, str]
 
@@ -20,18 +21,31 @@ def _key(entry: Entry) -> _Key:
 class MemoryBoard:
     """Rank keys in a sorted list (bisect), entries by user id, tombstones for removed users."""
 
-    def __init__(self) -> None:
+    def __init__(self, removed: set[str] | None = None) -> None:
         self._keys: list[_Key] = []
         self._entries: dict[str, Entry] = {}
-        self._removed: set[str] = set()
+        self._removed: set[str] = set() if removed is None else removed
         self._mark: int | None = None
+        self.pairs = MemoryPairs(self)
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
+                     pairs: Sequence[PairRows] = ()) -> None:
+        self.upsert_now(entries)
+        self.pairs.write(pairs)
+        if announce is not None:
+            await announce.publish(message)
+
+    def upsert_now(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
             if entry.user_id not in self._removed:
                 self._put(entry)
-        if announce is not None:
-            await announce.publish(CHANGED)
+
+    def sharing_removals(self) -> MemoryBoard:
+        """An empty board (a pair's) that leaves out every user removed from this one."""
+        return MemoryBoard(self._removed)
+
+    def entry(self, user_id: str) -> Entry | None:
+        return self._entries.get(user_id)
 
     def _put(self, entry: Entry) -> None:
         old = self._entries.get(entry.user_id)
@@ -49,6 +63,7 @@ class MemoryBoard:
         self._entries[entry.user_id] = entry
 
     async def remove(self, user_id: str) -> None:
+        await self.pairs.forget()  # the pairs still hold the user: they are rebuilt without them
         self._removed.add(user_id)
         old = self._entries.pop(user_id, None)
         if old is not None:
@@ -99,10 +114,10 @@ class Messages:
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
 
     def offer(self, message: str) -> None:
-        # a message only says "look again": replacing an unread one loses nothing, except
-        # that an unread RESYNC ("you may have missed changes") outranks a plain CHANGED
-        if self._queue.full() and self._queue.get_nowait() == RESYNC and message == CHANGED:
-            message = RESYNC
+        # a message only says "look again" (about some boards): an unread one is merged into the
+        # newer one, so that neither a RESYNC nor a board it named is lost
+        if self._queue.full():
+            message = merged(self._queue.get_nowait(), message)
         self._queue.put_nowait(message)
 
     def __aiter__(self) -> Messages:

@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.domain import Entry, Standing
-from app.live import CHANGED, RESYNC, Bus, Live, LiveUnavailable, ReadModelIncomplete
+from app.live import CHANGED, RESYNC, Bus, Live, LiveUnavailable, PairRows, ReadModelIncomplete
 from app.live.memory import Fanout
 from app.live.outage import Breaker, is_outage
 from app.tasks import stop
@@ -48,29 +48,63 @@ local function cmp(a, b)
 end
 """
 # KEYS: board, members (user -> member or 'deleted'), names (user -> name_version .. '+' .. name
-# or name_version .. '-' for none). ARGV: a channel ('' for none) and the message to publish on it
-# once the entries are in, then user, member, name per entry, the name as stored.
+# or name_version .. '-' for none), then four per pair: the pair's board, members, mark and build.
+# ARGV: a channel ('' for none) and the message to publish on it once the entries are in, the
+# number of board entries, then user, member, name per board entry (the name as stored), then
+# per pair: ttl ('' for none), the number of its rows, '1' if they carry names (a build's) else
+# '0' (a batch's: the names came with the board's entries), then per row its member (which ends
+# with the user id) and, if named, its name.
 # The score moves only to a newer seq; the name to a newer name_version, or an equal one
-# carried by a not-older seq.
+# carried by a not-older seq. A pair holds no user the board has removed, and is written only
+# while it is built or being built: a build empties it first, so earlier rows would be thrown
+# away (an unread pair costs two EXISTS per batch, not a write per row).
 _UPSERT = _SEQ_CMP + """
 local function version(name)
   return tonumber(string.match(name or '', '^(%d+)[+-]')) or -1
 end
-for i = 3, #ARGV, 3 do
+local function put(board, members, user, member)
+  local old = redis.call('HGET', members, user)
+  local order = old and cmp(member, old) or 1
+  if order > 0 then
+    if old then redis.call('ZREM', board, old) end
+    redis.call('ZADD', board, 0, member)
+    redis.call('HSET', members, user, member)
+  end
+  return order
+end
+local n = 3 + 3 * tonumber(ARGV[3])
+for i = 4, n, 3 do
   local user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local old = redis.call('HGET', KEYS[2], user)
-  if old ~= 'deleted' then
-    local order = old and cmp(member, old) or 1
-    if order > 0 then
-      if old then redis.call('ZREM', KEYS[1], old) end
-      redis.call('ZADD', KEYS[1], 0, member)
-      redis.call('HSET', KEYS[2], user, member)
-    end
+  if redis.call('HGET', KEYS[2], user) ~= 'deleted' then
+    local order = put(KEYS[1], KEYS[2], user, member)
     local new, known = version(name), version(redis.call('HGET', KEYS[3], user))
     if new > known or (new == known and order >= 0) then
       redis.call('HSET', KEYS[3], user, name)
     end
   end
+end
+local k, i = 4, n + 1
+while i <= #ARGV do
+  local ttl, named = ARGV[i], ARGV[i + 2] == '1'
+  local width = named and 2 or 1
+  local last = i + 2 + width * tonumber(ARGV[i + 1])
+  if redis.call('EXISTS', KEYS[k + 2], KEYS[k + 3]) > 0 then
+    for j = i + 3, last, width do
+      local member = ARGV[j]
+      local user = string.sub(member, 33)
+      if redis.call('HGET', KEYS[2], user) ~= 'deleted' then
+        put(KEYS[k], KEYS[k + 1], user, member)
+        if named and version(ARGV[j + 1]) > version(redis.call('HGET', KEYS[3], user)) then
+          redis.call('HSET', KEYS[3], user, ARGV[j + 1])
+        end
+      end
+    end
+    if ttl ~= '' then
+      redis.call('EXPIRE', KEYS[k], ttl)
+      redis.call('EXPIRE', KEYS[k + 1], ttl)
+    end
+  end
+  k, i = k + 4, last + 1
 end
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 0
@@ -84,32 +118,42 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: board, members, names; ARGV: user. The tombstone blocks later upserts: deletion is final.
+# KEYS: board, members, names, the pairs' generation; ARGV: user. The tombstone blocks later
+# upserts: deletion is final. The pairs still hold the user: in the same step every pair stops
+# being trusted (its mark names an older generation) and is rebuilt from the database.
 _REMOVE = """
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old and old ~= 'deleted' then redis.call('ZREM', KEYS[1], old) end
 redis.call('HSET', KEYS[2], ARGV[1], 'deleted')
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('INCR', KEYS[4])
 return 0
 """
+# The ranked window of a board (its sorted set, members and names): the first n entries, or with a
+# user the entries from rank-n to rank+n. Returns {0-based rank of the user or -1, member, name,
+# member, name, ...}; {} if the user is absent.
+RANGE = """
+local function range(board, members, names, n, user)
+  local rank, first, last = -1, 0, n - 1
+  if user then
+    local member = redis.call('HGET', members, user)
+    if not member or member == 'deleted' then return {} end
+    rank = redis.call('ZRANK', board, member)
+    first, last = math.max(rank - n, 0), rank + n
+  end
+  local out = {rank}
+  for _, member in ipairs(redis.call('ZRANGE', board, first, last)) do
+    table.insert(out, member)
+    table.insert(out, redis.call('HGET', names, string.sub(member, 33)))
+  end
+  return out
+end
+"""
 # KEYS: board, members, names, mark; ARGV: limit (top) or around, then the user for a standing.
-# Returns {0-based rank of the user or -1, member, name, member, name, ...}; {} if the user is
-# absent; {-2} while the board has no mark (empty, lost or being rebuilt: not the truth).
-_READ = """
+# {-2} while the board has no mark (empty, lost or being rebuilt: not the truth).
+_READ = RANGE + """
 if redis.call('EXISTS', KEYS[4]) == 0 then return {-2} end
-local n, rank, first, last = tonumber(ARGV[1]), -1, 0, tonumber(ARGV[1]) - 1
-if ARGV[2] then
-  local member = redis.call('HGET', KEYS[2], ARGV[2])
-  if not member or member == 'deleted' then return {} end
-  rank = redis.call('ZRANK', KEYS[1], member)
-  first, last = math.max(rank - n, 0), rank + n
-end
-local out = {rank}
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], first, last)) do
-  table.insert(out, member)
-  table.insert(out, redis.call('HGET', KEYS[3], string.sub(member, 33)))
-end
-return out
+return range(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2])
 """
 
 
@@ -123,6 +167,25 @@ def _args(entry: Entry) -> tuple[str, str, str]:
     member = _hex(-1 - entry.score) + _hex(entry.seq) + entry.user_id
     name = "-" if entry.display_name is None else "+" + entry.display_name
     return entry.user_id, member, f"{entry.name_version}{name}"
+
+
+def _pair_args(rows: PairRows) -> Iterator[str | int]:
+    named = any(entry.name_version > 0 or entry.display_name is not None for entry in rows.entries)
+    yield from ("" if rows.ttl is None else rows.ttl, len(rows.entries), int(named))
+    for entry in rows.entries:  # a batch's rows: one argument each (packing dominates a batch's call)
+        _, member, name = _args(entry)
+        yield from (member, name) if named else (member,)
+
+
+def pairs_generation(prefix: str) -> str:
+    """The key whose increment stops every pair's read model from being trusted."""
+    return f"{prefix}pairs-generation"
+
+
+def pair_keys(prefix: str, board_id: str, key: str) -> tuple[str, str, str, str]:
+    """A pair's board, members, mark and build (board ids and period keys hold no colon)."""
+    stem = f"{prefix}pair:{board_id}:{key}:"
+    return f"{stem}board", f"{stem}members", f"{stem}mark", f"{stem}build"
 
 
 def _name(stored: bytes | str | None) -> str | None:
@@ -145,7 +208,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _entries(flat: Sequence[Any]) -> list[Entry]:
+def decode_entries(flat: Sequence[Any]) -> list[Entry]:
     """(member, name) pairs from the read script as entries, whatever the client's decoding."""
     entries = []
     for raw, name in zip(flat[::2], flat[1::2], strict=True):
@@ -161,43 +224,50 @@ class RedisBoard:
     def __init__(self, client: Redis, prefix: str, breaker: Breaker | None = None) -> None:
         self._client = client
         self._breaker = breaker or Breaker(cooldown=0.0)
+        self._prefix = prefix
         self._mark_key = f"{prefix}mark"
         self._keys = [f"{prefix}board", f"{prefix}members", f"{prefix}names"]
         self._upsert = client.register_script(_UPSERT)
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
-        # A Redis bus publishes from inside the last chunk's script: one round trip for both.
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
+                     pairs: Sequence[PairRows] = ()) -> None:
+        # A Redis bus publishes from inside the last chunk's script, which also writes the pairs:
+        # one round trip for the three.
         bus = announce if isinstance(announce, RedisBus) else None
-        note = bus.outgoing(CHANGED) if bus is not None else ("", "")
+        note = bus.outgoing(message) if bus is not None else ("", "")
         chunks = list(_chunks(entries)) or [[]]
+        written = [key for rows in pairs for key in pair_keys(self._prefix, rows.board_id, rows.key)]
+        pair_args = [arg for rows in pairs for arg in _pair_args(rows)]
         try:
             with self._breaker.guard():
                 for number, args in enumerate(chunks, 1):
-                    await self._upsert(keys=self._keys, args=[*(note if number == len(chunks) else ("", "")), *args])
+                    last = number == len(chunks)
+                    await self._upsert(keys=[*self._keys, *(written if last else ())], args=[
+                        *(note if last else ("", "")), len(args) // 3, *args, *(pair_args if last else ())])
         finally:
             if bus is not None:  # after the write, so that a local reader sees it; even if it failed
-                bus.deliver(CHANGED)
+                bus.deliver(message)
         if announce is not None and bus is None:
-            await announce.publish(CHANGED)
+            await announce.publish(message)
 
     async def remove(self, user_id: str) -> None:
         with self._breaker.guard():
-            await self._remove(keys=self._keys, args=[user_id])
+            await self._remove(keys=[*self._keys, pairs_generation(self._prefix)], args=[user_id])
 
     async def top(self, limit: int) -> list[Entry]:
         if limit <= 0:
             return []
         reply = await self._read_script(limit)
-        return _entries(reply[1:])
+        return decode_entries(reply[1:])
 
     async def standing(self, user_id: str, around: int) -> Standing | None:
         around = max(around, 0)
         reply = await self._read_script(around, user_id)
         if not reply:
             return None
-        rank, window = int(reply[0]), _entries(reply[1:])
+        rank, window = int(reply[0]), decode_entries(reply[1:])
         return Standing(window[rank - max(rank - around, 0)], rank + 1, tuple(window))
 
     async def _read_script(self, *args: int | str) -> list[Any]:
@@ -327,9 +397,12 @@ async def connect(url: str, prefix: str) -> AsyncIterator[Live]:
     """A client on a bounded, blocking pool; one breaker for every call; the cached status."""
     client = Redis(connection_pool=_pool(url))
     breaker = Breaker(cooldown=_COOLDOWN)
+    from app.live.redis_pairs import RedisPairs  # it builds on this module's scripts and encoding
+
     live = Live(
         board=RedisBoard(client, prefix, breaker), bus=RedisBus(client, prefix, breaker),
-        lease=RedisLease(client, prefix, breaker), redis=client, guard=breaker.guard, status=lambda: breaker.status,
+        lease=RedisLease(client, prefix, breaker), pairs=RedisPairs(client, prefix, breaker),
+        redis=client, guard=breaker.guard, status=lambda: breaker.status,
         watch=lambda: _watch(client, breaker), prefix=prefix,
     )
     try:

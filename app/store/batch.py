@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from app.domain import Increment, IncrementResult
+from app.domain import Increment, IncrementResult, PairScore
 from app.errors import AppError, UserDeleted, ValidationFailed
 from app.store.queries import checked_score
 
@@ -82,3 +82,12 @@ def plan(batch: Sequence[Increment], users: Mapping[str, UserState],
             result.applied.append((index, score))
             claimed[inc.action_id] = index
     return result
+
+
+def with_pairs(outcomes: list[Outcome], pairs: Sequence[PairScore] | None) -> list[Outcome]:
+    """The applied results, each with its user's pair scores (None: the store could not say)."""
+    by_user: dict[str, list[PairScore]] = {}
+    for pair in pairs or ():
+        by_user.setdefault(pair.entry.user_id, []).append(pair)
+    return [dataclasses.replace(o, pairs=None if pairs is None else tuple(by_user.get(o.user_id, ())))
+            if isinstance(o, IncrementResult) and o.applied else o for o in outcomes]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.boards import BoardConfig
+from app.domain import Entry, PairScore
 
 BOARDS = "SELECT board_id, title, actions, periods, time_zone FROM boards ORDER BY board_id"
 DELETE_SCORES = "DELETE FROM board_scores WHERE board_id = %s"
@@ -48,15 +49,22 @@ UPSERT_SCORES = """
     FROM {source} JOIN pairs ON pairs.actions IS NULL OR e.act = ANY (pairs.actions)
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (board_id, period_key, user_id) DO UPDATE
-    SET score = board_scores.score + EXCLUDED.score, seq = EXCLUDED.seq"""
+    SET score = board_scores.score + EXCLUDED.score, seq = EXCLUDED.seq
+    RETURNING board_id, period_key, user_id, score, seq"""
 # The step-by-step plan's board write: the applied events as arrays.
 WRITE_SCORES = "WITH" + PAIRS + UPSERT_SCORES.format(
     source="unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[]) AS e(id, u, act, d)") + ";"
 
-# SQLite: the upsert of one (board, period key, user) row; unqualified columns are the stored row's.
+# SQLite: the upsert of a batch's (board, period key, user, points, seq) rows, given as one JSON
+# array, in one statement that returns the rows it left; unqualified columns are the stored row's.
+# (`WHERE true` keeps the parser from reading ON CONFLICT as a join's ON.)
 SQLITE_UPSERT = """
-    INSERT INTO board_scores (board_id, period_key, user_id, score, seq) VALUES (?, ?, ?, ?, ?)
-    ON CONFLICT (board_id, period_key, user_id) DO UPDATE SET score = score + excluded.score, seq = excluded.seq"""
+    INSERT INTO board_scores (board_id, period_key, user_id, score, seq)
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'), json_extract(value, '$[4]')
+    FROM json_each(?) WHERE true
+    ON CONFLICT (board_id, period_key, user_id) DO UPDATE SET score = score + excluded.score, seq = excluded.seq
+    RETURNING board_id, period_key, user_id, score, seq"""
 SQLITE_SAVE = """
     INSERT INTO boards (board_id, title, actions, periods, time_zone) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (board_id) DO UPDATE SET title = excluded.title, actions = excluded.actions,
@@ -72,3 +80,8 @@ def board(row: Sequence[Any]) -> BoardConfig:
     """A BOARDS row; SQLite keeps the lists as JSON text, PostgreSQL as arrays."""
     actions, periods = (json.loads(v) if isinstance(v, str) else v for v in (row[2], row[3]))
     return BoardConfig(row[0], row[1], None if actions is None else tuple(actions), tuple(periods), row[4])
+
+
+def pair_score(row: Sequence[Any]) -> PairScore:
+    """A (board, period key, user, score, seq) row."""
+    return PairScore(row[0], row[1], Entry(row[2], None, int(row[3]), int(row[4])))

@@ -20,7 +20,7 @@ from app.errors import OutcomeUnknown, ServiceUnavailable, UserDeleted
 from app.store import postgres_batch as pb
 from app.store import postgres_once as once
 from app.store import queries as q
-from app.store.batch import Outcome, Plan
+from app.store.batch import Outcome, Plan, with_pairs
 from app.store.postgres_boards import PostgresBoards
 
 # Errors that mean "the database is not there", as opposed to a bug in a query.
@@ -128,7 +128,7 @@ class PostgresStore(PostgresBoards):
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
             try:
                 await cur.execute(once.AT_ONCE, once.params(work, now))
-                written, replays = once.read(await cur.fetchall())
+                written, replays, pairs = once.read(await cur.fetchall())
             except psycopg2.errors.UniqueViolation:
                 raise pb.Raced(action_ids) from None
             except UNREACHABLE as exc:  # it may have committed with its answer lost: ask before answering
@@ -137,7 +137,8 @@ class PostgresStore(PostgresBoards):
                     raise ServiceUnavailable(
                         f"database connection lost before the batch took effect: {type(exc).__name__}") from exc
                 written, replays = {a: once.Written(*found[a][:3]) for a in action_ids}, {}
-        return once.outcomes(batch, {**recorded, **replays}, written)
+                pairs = None  # the board rows it wrote are unknown: their read models are rebuilt
+        return with_pairs(once.outcomes(batch, {**recorded, **replays}, written), pairs)
 
     async def _group_commit(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult],
                             now: datetime) -> list[Outcome]:
@@ -152,7 +153,9 @@ class PostgresStore(PostgresBoards):
                 raise
             ids = seqs[: len(planned.applied)]
             await self._write(conn, cur, pb.write_params(planned, ids, now), planned, ids)
-        return planned.results(ids)
+        # This rare path (an actionId twice in the batch, a 64-bit overflow) does not return the
+        # board rows it wrote: the pairs' read models are rebuilt from the database instead.
+        return with_pairs(planned.results(ids), None)
 
     async def _write(self, conn: Any, cur: Any, params: tuple[Any, ...], planned: Plan, ids: list[int]) -> None:
         try:

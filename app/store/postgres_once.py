@@ -12,7 +12,8 @@ whole statement, and then nothing is written: an actionId another transaction co
 the step-by-step plan, which refuses only the overflowing increment).
 
 The same statement adds the applied points to every (board, period key) pair that counts them,
-with the keys computed from the boards it reads, at the `now` it is given (app.store.board_queries).
+with the keys computed from the boards it reads, at the `now` it is given (app.store.board_queries),
+and returns the rows it left, for the pairs' read models.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from app.domain import Increment, IncrementResult
+from app.domain import Increment, IncrementResult, PairScore
 from app.errors import UserDeleted
 from app.store import board_queries as bq
 from app.store import queries as q
@@ -53,7 +54,9 @@ AT_ONCE = """
     SELECT ev.action_id, ev.id, ev.score_after, up.display_name, NULL, NULL, NULL
     FROM ev JOIN up USING (user_id)
     UNION ALL
-    SELECT action_id, id, score_after, NULL, user_id, action, delta FROM rec""".format(
+    SELECT action_id, id, score_after, NULL, user_id, action, delta FROM rec
+    UNION ALL
+    SELECT board_id, seq, score, period_key, user_id, NULL, NULL FROM board_rows""".format(
     pairs=bq.PAIRS, board_upsert=bq.UPSERT_SCORES.format(
         source="(SELECT ids.id, req.u, req.act, req.d FROM req JOIN ids USING (n) JOIN up ON up.user_id = req.u) AS e"))
 
@@ -66,15 +69,18 @@ class Written(NamedTuple):
     display_name: str | None
 
 
-def read(rows: Sequence[Sequence[Any]]) -> tuple[dict[str, Written], dict[str, IncrementResult]]:
-    """The statement's rows: the events it wrote, and the records of the replays it found."""
-    written, recorded = {}, {}
+def read(rows: Sequence[Sequence[Any]]) -> tuple[dict[str, Written], dict[str, IncrementResult], list[PairScore]]:
+    """The statement's rows: the events it wrote, the records of the replays it found, and the
+    (board, period key) scores it left (a user but no delta)."""
+    written, recorded, pairs = {}, {}, []
     for row in rows:
         if row[4] is None:
             written[row[0]] = Written(int(row[1]), int(row[2]), row[3])
+        elif row[6] is None:
+            pairs.append(bq.pair_score((row[0], row[3], row[4], row[2], row[1])))
         else:
             recorded[row[0]] = q.recorded_result((row[4], row[0], row[5], row[6], row[2], row[1]))
-    return written, recorded
+    return written, recorded, pairs
 
 
 def work(batch: Sequence[Increment], recorded: Mapping[str, IncrementResult]) -> list[Increment] | None:

@@ -14,7 +14,7 @@ import aiosqlite
 from app.domain import AuditEvent, Change, Entry, Increment, IncrementResult, Standing
 from app.errors import ServiceUnavailable, UserDeleted
 from app.store import queries as q
-from app.store.batch import Outcome, Plan, UserState, plan
+from app.store.batch import Outcome, Plan, UserState, plan, with_pairs
 from app.store.sqlite_boards import SqliteBoards
 
 NEXT_SEQ = "UPDATE score_seq SET value = value + 1 RETURNING value"
@@ -107,8 +107,8 @@ class SqliteStore(SqliteBoards):
             planned = plan(batch, states, recorded)
             ids = await self._write(planned, states)
             applied = [planned.batch[index] for index, _ in planned.applied]
-            await self._write_boards(list(zip(ids, applied, strict=True)), now or datetime.now(UTC))
-            return planned.results(ids)
+            pairs = await self._write_boards(list(zip(ids, applied, strict=True)), now or datetime.now(UTC))
+            return with_pairs(planned.results(ids), pairs)
 
     async def _user_states(self, user_ids: set[str]) -> dict[str, UserState]:
         """Every user's state, after creating the unknown ones at 0 (in sorted order, one seq each)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from app.boards import BoardConfig
-from app.domain import Entry, Increment, Standing
+from app.domain import Entry, Increment, PairScore, Standing
 from app.store import board_queries as bq
 from app.store import queries as q
 
@@ -47,11 +47,13 @@ class SqliteBoards:
         async with self._conn.execute(bq.BOARDS) as cursor:
             return [bq.board(row) for row in await cursor.fetchall()]
 
-    async def _write_boards(self, events: Sequence[tuple[int, Increment]], now: datetime) -> None:
-        """Inside the batch's transaction: add the applied events' points to every pair."""
+    async def _write_boards(self, events: Sequence[tuple[int, Increment]], now: datetime) -> list[PairScore]:
+        """Inside the batch's transaction: add the applied events' points to every pair; the rows left."""
         rows = board_rows(await self._all_boards(), events, now) if events else []
-        if rows:  # none on a service with only main's all period
-            await self._conn.executemany(bq.SQLITE_UPSERT, rows)
+        if not rows:  # none on a service with only main's all period
+            return []
+        async with self._conn.execute(bq.SQLITE_UPSERT, (json.dumps(rows),)) as cursor:
+            return [bq.pair_score(row) for row in await cursor.fetchall()]
 
     async def boards(self) -> list[BoardConfig]:
         async with self._session():
