@@ -180,8 +180,11 @@ class Scoreboard:
 
     async def _announce(self, results: list[IncrementResult]) -> None:
         newest = {r.user_id: r.entry for r in sorted(results, key=lambda r: r.seq)}
+        # A batch's applied results hold every row its transaction changed: recording its change
+        # keys as applied spares the reconciler reading them again.
+        keys = {r.change_key for r in results if r.change_key is not None}
         try:
-            await self._board.upsert(newest.values(), announce=self._bus)
+            await self._board.upsert(newest.values(), announce=self._bus, applied=keys)
         except LiveUnavailable as exc:
             # Until a repair that starts after this has run, this process reads from the database.
             self._freshness.write_failed()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from bisect import bisect_left, insort
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
@@ -25,11 +25,14 @@ class MemoryBoard:
         self._entries: dict[str, Entry] = {}
         self._removed: set[str] = set()
         self._mark: int | None = None
+        self._applied: set[int] = set()  # the AppliedLog
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None,
+                     applied: Collection[int] = ()) -> None:
         for entry in entries:
             if entry.user_id not in self._removed:
                 self._put(entry)
+        self._applied.update(applied)
         if announce is not None:
             await announce.publish(CHANGED)
 
@@ -72,6 +75,10 @@ class MemoryBoard:
 
     async def set_mark(self, mark: int) -> None:
         self._mark = mark
+        self._applied = {key for key in self._applied if key >= mark}
+
+    async def unapplied(self, keys: Sequence[int]) -> list[int]:
+        return [key for key in keys if key not in self._applied]
 
     def _complete(self) -> None:
         if self._mark is None:

@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from itertools import islice
 from typing import Any
@@ -48,15 +48,16 @@ local function cmp(a, b)
 end
 """
 # KEYS: board, members (user -> member or 'deleted'), names (user -> name_version .. '+' .. name
-# or name_version .. '-' for none). ARGV: a channel ('' for none) and the message to publish on it
-# once the entries are in, then user, member, name per entry, the name as stored.
-# The score moves only to a newer seq; the name to a newer name_version, or an equal one
-# carried by a not-older seq.
+# or name_version .. '-' for none), applied (the AppliedLog: change keys, each its own score).
+# ARGV: a channel ('' for none) and the message to publish on it once the entries are in, the
+# change keys to record as applied (comma-separated, '' for none), then user, member, name per
+# entry, the name as stored. The score moves only to a newer seq; the name to a newer
+# name_version, or an equal one carried by a not-older seq.
 _UPSERT = _SEQ_CMP + """
 local function version(name)
   return tonumber(string.match(name or '', '^(%d+)[+-]')) or -1
 end
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local old = redis.call('HGET', KEYS[2], user)
   if old ~= 'deleted' then
@@ -72,6 +73,7 @@ for i = 3, #ARGV, 3 do
     end
   end
 end
+for key in string.gmatch(ARGV[3], '[^,]+') do redis.call('ZADD', KEYS[4], key, key) end
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 0
 """
@@ -156,26 +158,31 @@ def _entries(flat: Sequence[Any]) -> list[Entry]:
 
 
 class RedisBoard:
-    """The board in three keys under `prefix`, changed only by atomic scripts, and its mark."""
+    """The board in three keys under `prefix`, changed only by atomic scripts, its mark, and the
+    AppliedLog the upsert script keeps beside it."""
 
     def __init__(self, client: Redis, prefix: str, breaker: Breaker | None = None) -> None:
         self._client = client
         self._breaker = breaker or Breaker(cooldown=0.0)
         self._mark_key = f"{prefix}mark"
+        self._applied_key = f"{prefix}applied"  # sorted set: change key -> the same key as score
         self._keys = [f"{prefix}board", f"{prefix}members", f"{prefix}names"]
         self._upsert = client.register_script(_UPSERT)
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
 
-    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None) -> None:
-        # A Redis bus publishes from inside the last chunk's script: one round trip for both.
+    async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None,
+                     applied: Collection[int] = ()) -> None:
+        # A Redis bus publishes from inside the last chunk's script: one round trip for both. The
+        # applied keys go with the last chunk too: recorded only once every entry is in.
         bus = announce if isinstance(announce, RedisBus) else None
-        note = bus.outgoing(CHANGED) if bus is not None else ("", "")
+        last = [*(bus.outgoing(CHANGED) if bus is not None else ("", "")), ",".join(map(str, applied))]
         chunks = list(_chunks(entries)) or [[]]
+        keys = [*self._keys, self._applied_key]
         try:
             with self._breaker.guard():
                 for number, args in enumerate(chunks, 1):
-                    await self._upsert(keys=self._keys, args=[*(note if number == len(chunks) else ("", "")), *args])
+                    await self._upsert(keys=keys, args=[*(last if number == len(chunks) else ("", "", "")), *args])
         finally:
             if bus is not None:  # after the write, so that a local reader sees it; even if it failed
                 bus.deliver(CHANGED)
@@ -214,7 +221,17 @@ class RedisBoard:
 
     async def set_mark(self, mark: int) -> None:
         with self._breaker.guard():
-            await self._client.set(self._mark_key, mark)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(self._mark_key, mark)
+                pipe.zremrangebyscore(self._applied_key, "-inf", f"({mark}")
+                await pipe.execute()
+
+    async def unapplied(self, keys: Sequence[int]) -> list[int]:
+        if not keys:
+            return []
+        with self._breaker.guard():
+            scores = await self._client.zmscore(self._applied_key, [str(key) for key in keys])
+        return [key for key, score in zip(keys, scores, strict=True) if score is None]
 
 
 class RedisLease:
@@ -327,9 +344,10 @@ async def connect(url: str, prefix: str) -> AsyncIterator[Live]:
     """A client on a bounded, blocking pool; one breaker for every call; the cached status."""
     client = Redis(connection_pool=_pool(url))
     breaker = Breaker(cooldown=_COOLDOWN)
+    board = RedisBoard(client, prefix, breaker)
     live = Live(
-        board=RedisBoard(client, prefix, breaker), bus=RedisBus(client, prefix, breaker),
-        lease=RedisLease(client, prefix, breaker), redis=client, guard=breaker.guard, status=lambda: breaker.status,
+        board=board, bus=RedisBus(client, prefix, breaker), lease=RedisLease(client, prefix, breaker),
+        applied=board, redis=client, guard=breaker.guard, status=lambda: breaker.status,
         watch=lambda: _watch(client, breaker), prefix=prefix,
     )
     try:
