@@ -6,9 +6,9 @@ AppliedLog which of them no upsert recorded (the batches record their transactio
 upsert, so normally none): it reads and applies only the rows of those keys, in keyset pages,
 then moves the mark to the horizon. Its cost follows the changes nobody applied, not the
 number of users nor the traffic. A board without a mark (empty, lost, never built) is rebuilt
-from the start of the feed, every row; reads fall back to the database until the mark is set. Upserts never
-move a user back, names only forward, removals are final: a pass is safe while others
-write, and one process at a time runs it (the lease) only to save work.
+from the start of the feed, every row; reads fall back to the database until the mark is set.
+Upserts never move a user back, names only forward, removals are final: a pass is safe while
+others write, and one process at a time runs it (the lease) only to save work.
 """
 from __future__ import annotations
 
