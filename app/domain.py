@@ -72,6 +72,11 @@ class IncrementResult:
     applied: bool
     seq: int
     display_name: str | None = None
+    # What the read model needs of the commit, not of the outcome (a record compares equal without):
+    # the name's version, and the change-feed key its transaction gave the user's row (see
+    # ChangeFeed); None when unknown (a replay, a commit whose answer was lost): the repair reads it.
+    name_version: int = field(default=0, compare=False)
+    change_key: int | None = field(default=None, compare=False)
     # An applied increment's user's scores on every (board, period key) its batch wrote; None when
     # the store could not say (the pairs' read models are then rebuilt). Not part of equality.
     pairs: tuple[PairScore, ...] | None = field(default=(), compare=False)
@@ -79,7 +84,7 @@ class IncrementResult:
     @property
     def entry(self) -> Entry:
         """The user's board entry right after this increment."""
-        return Entry(self.user_id, self.display_name, self.new_score, self.seq)
+        return Entry(self.user_id, self.display_name, self.new_score, self.seq, self.name_version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,22 @@
 """Keeps the read model equal to the database by reading only what changed since its mark.
 
 The database keys every change of a user (see sql/*/0003_changes.sql). A pass takes the
-horizon first, applies every user changed at or after the board's mark, in keyset pages,
-then moves the mark to the horizon: its cost follows the changes, not the number of users.
-A board without a mark (empty, lost, never built) is rebuilt by the same pass from the
-start of the feed; reads fall back to the database until the mark is set. Upserts never
-move a user back, names only forward, removals are final: a pass is safe while others
-write, and one process at a time runs it (the lease) only to save work.
+horizon first, then reads only the distinct keys from its mark on and asks the board's
+AppliedLog which of them no upsert recorded (the batches record their transaction's key as they
+upsert, so normally none): it reads and applies only the rows of those keys, in keyset pages,
+then moves the mark to the horizon. Its cost follows the changes nobody applied, not the
+number of users nor the traffic. A board without a mark (empty, lost, never built) is rebuilt
+from the start of the feed, every row; reads fall back to the database until the mark is set.
+Upserts never move a user back, names only forward, removals are final: a pass is safe while
+others write, and one process at a time runs it (the lease) only to save work.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 from app.domain import Change
 from app.errors import ServiceUnavailable
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 # in two runs of 5 rounds, so 50: a request waits behind half as much).
 PAGE = 1000
 REPAIR_PAGE = 50
+KEY_PAGE = 1000  # change keys per AppliedLog question (one index-only query, one Redis command)
 LEASE = 30.0  # seconds; extended after every page, so only a dead holder makes others wait
 RETRY = 0.5  # seconds before trying again when another process holds the lease
 FEED_START = -(2**63)
@@ -38,7 +42,8 @@ class Reconciler:
     def __init__(self, store: ChangeFeed, live: Live, interval: float, page: int = PAGE,
                  repair_page: int = REPAIR_PAGE) -> None:
         self._store = store
-        self._board, self._bus, self._lease, self._pairs = live.board, live.bus, live.lease, live.pairs
+        self._board, self._bus, self._lease = live.board, live.bus, live.lease
+        self._pairs, self._applied = live.pairs, live.applied
         self._freshness = live.freshness
         self._interval = interval
         self._page = page
@@ -66,8 +71,7 @@ class Reconciler:
         if generation != self._freshness.repaired or resynced:
             # A write of this process to the read model failed, or Redis came back (perhaps from an
             # older snapshot): the pairs' models may miss writes, and unlike the board they have no
-            # change feed to repair them, so they are rebuilt.
-            # (Seam: a transaction found unapplied by the reconciler must do the same.)
+            # change feed to repair them, so they are rebuilt (as after a transaction nobody applied).
             try:
                 await self._pairs.forget()
             except LiveUnavailable:
@@ -79,9 +83,9 @@ class Reconciler:
             self.rebuilds += 1
             log.warning("read model empty or lost: rebuilding it from the database")
         if mark is None:  # reads use the database meanwhile: rebuild at full speed
-            applied = await self._apply_since(FEED_START, self._page, paced=False)
-        else:  # reads use the board: leave the loop to them at least half the time
-            applied = await self._apply_since(mark, self._repair_page, paced=True)
+            applied = await self._apply(partial(self._store.changes, FEED_START), self._page, paced=False)
+        else:
+            applied = await self._repair(mark)
         await self._board.set_mark(horizon)
         self._freshness.repair_done(generation)
         self.runs += 1
@@ -93,11 +97,31 @@ class Reconciler:
                 await self._bus.publish(CHANGED)
         return applied
 
-    async def _apply_since(self, since: int, size: int, paced: bool) -> int:
+    async def _repair(self, mark: int) -> int:
+        """Apply the rows of the keys from `mark` on that the AppliedLog lacks. Keys at or above
+        the horizon are visible too (committed while an older transaction still runs): checking
+        them now repairs a failed write before this pass counts as the repair that follows it."""
+        applied, since = 0, mark
+        while keys := await self._store.change_keys(since, KEY_PAGE):
+            missing = await self._applied.unapplied(keys)
+            if missing:  # reads use the board: leave the loop to them at least half the time
+                await self._pairs.forget()  # their writes to the pairs may be missing too: rebuild those
+                applied += await self._apply(partial(self._store.changes_of, missing), self._repair_page, paced=True)
+                # every row of these keys is on the board now: while an old transaction elsewhere
+                # holds the horizon (and so the mark) back, later passes do not read them again
+                await self._board.upsert([], applied=missing)
+            if len(keys) < KEY_PAGE:
+                break
+            since = keys[-1] + 1
+        return applied
+
+    async def _apply(self, read: Callable[[tuple[int, str], int], Awaitable[list[Change]]],
+                     size: int, paced: bool) -> int:
+        """Apply `read`'s keyset pages (after the last (key, user) read, up to `size` rows)."""
         loop = asyncio.get_running_loop()
-        applied, after, began = 0, (since, ""), loop.time()
-        while page := await self._store.changes(since, after, size):
-            await self._apply(page)
+        applied, after, began = 0, (FEED_START, ""), loop.time()
+        while page := await read(after, size):
+            await self._upsert(page)
             applied += len(page)
             after = (page[-1].key, page[-1].entry.user_id)
             if len(page) < size:
@@ -109,7 +133,7 @@ class Reconciler:
             began = loop.time()
         return applied
 
-    async def _apply(self, page: list[Change]) -> None:
+    async def _upsert(self, page: list[Change]) -> None:
         await self._board.upsert(change.entry for change in page if not change.deleted)
         for change in page:
             if change.deleted:

@@ -183,9 +183,12 @@ class Scoreboard:
     async def _announce(self, results: list[IncrementResult]) -> None:
         newest = {r.user_id: r.entry for r in sorted(results, key=lambda r: r.seq)}
         pairs, unknown = pair_writes(results, self._clock())
+        # A batch's applied results hold every row its transaction changed: recording its change
+        # keys as applied spares the reconciler reading them again.
+        keys = {r.change_key for r in results if r.change_key is not None}
         try:
             await self._board.upsert(newest.values(), announce=self._bus,
-                                     message=changed(r.action for r in results), pairs=pairs)
+                                     message=changed(r.action for r in results), pairs=pairs, applied=keys)
             if unknown and self._pairs is not None:  # the store could not say which pairs changed
                 await self._pairs.forget()
         except LiveUnavailable as exc:

@@ -80,6 +80,7 @@ def run(config: Config) -> dict[str, Any]:
         with _server(settings, config.workers) as url:
             token = mint_token(settings, sub="bench", scopes="scores:write", ttl=3600)
             _wrk(url, token, 8, 2)  # warm up: connections, caches, JIT-free but page cache
+            _wait_read_model(url)
             for number in range(config.rounds):
                 for clients in config.clients:
                     if schema is not None:
@@ -171,6 +172,19 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
             return
         time.sleep(0.1)
     raise RuntimeError("the service did not become healthy")
+
+
+def _wait_read_model(url: str) -> None:
+    """Until the read model's first pass (its rebuild over the seeded users) has run: else the
+    first round measures the increments beside a rebuild of 100,000 users."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url + "/metrics", timeout=5) as answer:
+            runs = re.search(rb'^scoreboard_read_model\{counter="runs"\} ([0-9.e+]+)$', answer.read(), re.M)
+            if runs is not None and float(runs[1]) >= 1:
+                return
+        time.sleep(0.5)
+    raise RuntimeError("the read model was not built within 120 s")
 
 
 def _free_port() -> int:

@@ -1,7 +1,7 @@
 """The change feed and the repair built on it, on both databases and both read models.
 
-A pass reads only what changed since the board's mark; a lost board is rebuilt in pages;
-a transaction still open at one pass's horizon is picked up by the next one.
+A pass reads only what changed since the board's mark and no upsert recorded as applied; a lost
+board is rebuilt in pages; a transaction still open at one pass's horizon is picked up by the next one.
 """
 from __future__ import annotations
 
@@ -9,16 +9,19 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
+from aiohttp.test_utils import TestClient
 
-from app.domain import Entry, Increment
+from app.domain import Entry, Increment, IncrementResult
+from app.http.keys import RECONCILER
 from app.live import Live, ReadModelIncomplete, open_live
 from app.reconcile import FEED_START, Reconciler
 from app.store import Database, open_store
 from app.store.migrations import migrate
-from tests.conftest import PostgresSchema, eventually
+from tests.conftest import PostgresSchema, auth, eventually
 from tests.services import require_redis
 
 PAIRS = [pytest.param(("sqlite", None), id="sqlite+memory"), pytest.param(("postgres", "redis"), id="postgres+redis")]
@@ -43,9 +46,15 @@ async def opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
                     await live.redis.delete(*keys)
 
 
-async def _increment(store: Database, user_id: str) -> None:
+async def _increment(store: Database, user_id: str) -> IncrementResult:
     [outcome] = await store.apply_increments([Increment(user_id, uuid.uuid4().hex, "complete", 10, "test")])
-    assert not isinstance(outcome, Exception), outcome
+    assert isinstance(outcome, IncrementResult), outcome
+    return outcome
+
+
+async def _announce(live: Live, results: list[IncrementResult]) -> None:
+    """What the service does after a commit: the entries, with their transactions' keys as applied."""
+    await live.board.upsert([r.entry for r in results], applied={r.change_key for r in results if r.change_key})
 
 
 async def _all_changes(store: Database, since: int) -> list[str]:
@@ -136,3 +145,47 @@ async def test_passes_by_two_processes_take_turns(opened: tuple[Database, Live])
         assert await asyncio.wait_for(Reconciler(store, live, interval=60).reconcile(), 5) is None
         await other_process.lease.release()
     assert await Reconciler(store, live, interval=60).reconcile() == 1
+
+
+async def test_a_repair_reads_only_the_transactions_no_upsert_recorded(opened: tuple[Database, Live]) -> None:
+    store, live = opened
+    reconciler = Reconciler(store, live, interval=60)
+    await reconciler.reconcile()  # the board's mark: every later transaction is after it
+    outcomes = await store.apply_increments([Increment(u, uuid.uuid4().hex, "complete", 10, "t") for u in "abc"])
+    batch = [o for o in outcomes if isinstance(o, IncrementResult)]
+    assert len(batch) == 3 and all(r.change_key is not None for r in batch)
+    await _announce(live, batch)
+    lost = await _increment(store, "d")  # its process died between commit and upsert
+    assert await reconciler.reconcile() == 1  # d only: the batch's transaction is on the board
+    assert [entry.user_id for entry in await live.board.top(10)] == ["a", "b", "c", "d"]
+    assert (await live.board.standing("d", 0)).entry == lost.entry  # type: ignore[union-attr]
+    assert await reconciler.reconcile() == 0
+
+
+async def test_an_applied_batch_carries_the_name_it_committed_with(opened: tuple[Database, Live]) -> None:
+    store, live = opened
+    reconciler = Reconciler(store, live, interval=60)
+    await store.save_user("u", "first")
+    await store.save_user("u", "second")
+    await reconciler.reconcile()  # the board knows the second name (version 1)
+    await store.save_user("u", "third")  # version 2; its write to the board failed
+    result = await _increment(store, "u")
+    await _announce(live, [result])  # the batch's transaction is recorded as applied: no repair reads u
+    await reconciler.reconcile()
+    assert (await live.board.standing("u", 0)).entry.display_name == "third"  # type: ignore[union-attr]
+
+
+async def test_the_services_increments_are_not_read_again_by_the_repair(client: TestClient[Any, Any]) -> None:
+    reconciler = client.server.app[RECONCILER]
+
+    async def built() -> None:
+        assert reconciler.runs >= 1
+
+    await eventually(built, 10)
+    before = reconciler.repaired
+    for user_id in ("a", "b", "c"):
+        body = {"userId": user_id, "actionId": uuid.uuid4().hex}
+        assert (await client.post("/scores/increment", json=body, headers=auth())).status == 200
+    assert (await client.get("/scores/c")).status == 200  # a read waits for this process's upserts
+    assert await reconciler.reconcile() in (0, None)  # None: a pass of the background loop holds the lease
+    assert reconciler.repaired == before

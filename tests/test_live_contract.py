@@ -386,3 +386,18 @@ async def test_a_change_never_folds_away_an_unread_resync(bus: Bus) -> None:
         await bus.publish("changed")
         await bus.publish(changed(["a"]))
         assert await next_message(messages) == RESYNC
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_the_applied_log_keeps_written_keys_until_the_mark_passes_them(backend: str, prefix: str) -> None:
+    async with open_live(None if backend == "memory" else require_redis(), prefix) as live:
+        try:
+            await live.board.set_mark(10)
+            await live.board.upsert([e("a", 1, 1)], applied=[12, 15])
+            await live.board.upsert([e("b", 2, 2)])  # a write that records nothing
+            assert await live.applied.unapplied([11, 12, 13, 15]) == [11, 13]
+            await live.board.set_mark(13)  # a repair moved past 12: no one asks about it again
+            assert await live.applied.unapplied([12, 15, 16]) == [12, 16]
+        finally:
+            if live.redis is not None:
+                await _drop_keys(live.redis, prefix)

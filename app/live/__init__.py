@@ -5,7 +5,7 @@ Nothing here imports aiohttp: the service writes to these, the hub and the repai
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -71,11 +71,14 @@ class Board(Protocol):
     """
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairRows] = ()) -> None:
+                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> None:
         """Record each entry unless the board holds a newer `seq` (the name: a newer name_version),
         and each pair's rows in its read model by the same rule (names are the board's;
         a removed user stays out); then publish `message` on `announce` (in the same round trip
-        when all live in one Redis). This process's subscribers hear it even when the upsert fails."""
+        when all live in one Redis). This process's subscribers hear it even when the upsert fails.
+
+        `applied`: change-feed keys whose every changed row is among the entries; they join the
+        AppliedLog atomically with the entries (only if every entry was written)."""
 
     async def remove(self, user_id: str) -> None:
         """Drop the user for good: later upserts for them are ignored (deletion is final); every
@@ -91,7 +94,21 @@ class Board(Protocol):
         """The change-feed horizon the board is complete up to; None when empty or lost."""
 
     async def set_mark(self, mark: int) -> None:
-        """Record that every change below `mark` is on the board (and make reads trust it)."""
+        """Record that every change below `mark` is on the board (and make reads trust it);
+        forget the applied keys below it (no repair asks about them again)."""
+
+
+class AppliedLog(Protocol):
+    """Which change-feed keys (transactions, in PostgreSQL) are known to be on the board.
+
+    The board records a key in the same atomic write as the entries it changed (Board.upsert's
+    `applied`), so a key absent here may be missing from the read model (its writer died between
+    commit and upsert, or the upsert failed): the repair reads only the rows of such keys. Keys
+    below the board's mark are forgotten: ask only about keys at or above it.
+    """
+
+    async def unapplied(self, keys: Sequence[int]) -> list[int]:
+        """The keys, in the given order, that no upsert recorded as applied."""
 
 
 class Pairs(Protocol):
@@ -171,6 +188,7 @@ class Live:
     bus: Bus
     lease: Lease
     pairs: Pairs
+    applied: AppliedLog  # kept by the board's writes
     redis: Redis | None = None
     # One breaker for every Redis call of the process, the rate limiter's included.
     guard: Callable[[], AbstractContextManager[None]] = nullcontext
@@ -190,7 +208,7 @@ async def open_live(url: str | None, prefix: str) -> AsyncIterator[Live]:
         from app.live.memory import MemoryBoard, MemoryBus, MemoryLease
 
         board = MemoryBoard()
-        yield Live(board, MemoryBus(), MemoryLease(), board.pairs, prefix=prefix)
+        yield Live(board, MemoryBus(), MemoryLease(), board.pairs, board, prefix=prefix)
         return
     # imported here so that the embedded mode never imports redis
     from app.live.redis import connect

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from bisect import bisect_left, insort
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from app.domain import Entry, Standing
@@ -26,12 +26,14 @@ class MemoryBoard:
         self._entries: dict[str, Entry] = {}
         self._removed: set[str] = set() if removed is None else removed
         self._mark: int | None = None
+        self._applied: set[int] = set()  # the AppliedLog
         self.pairs = MemoryPairs(self)
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairRows] = ()) -> None:
+                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> None:
         self.upsert_now(entries)
         self.pairs.write(pairs)
+        self._applied.update(applied)
         if announce is not None:
             await announce.publish(message)
 
@@ -87,6 +89,10 @@ class MemoryBoard:
 
     async def set_mark(self, mark: int) -> None:
         self._mark = mark
+        self._applied = {key for key in self._applied if key >= mark}
+
+    async def unapplied(self, keys: Sequence[int]) -> list[int]:
+        return [key for key in keys if key not in self._applied]
 
     def _complete(self) -> None:
         if self._mark is None:

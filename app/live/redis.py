@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from itertools import islice
 from typing import Any
@@ -48,12 +48,14 @@ local function cmp(a, b)
 end
 """
 # KEYS: board, members (user -> member or 'deleted'), names (user -> name_version .. '+' .. name
-# or name_version .. '-' for none), then four per pair: the pair's board, members, mark and build.
+# or name_version .. '-' for none), applied (the AppliedLog: change keys, each its own score),
+# then four per pair: the pair's board, members, mark and build.
 # ARGV: a channel ('' for none) and the message to publish on it once the entries are in, the
-# number of board entries, then user, member, name per board entry (the name as stored), then
-# per pair: ttl ('' for none), the number of its rows, '1' if they carry names (a build's) else
-# '0' (a batch's: the names came with the board's entries), then per row its member (which ends
-# with the user id) and, if named, its name.
+# change keys to record as applied (comma-separated, '' for none), the number of board entries,
+# then user, member, name per board entry (the name as stored), then per pair: ttl ('' for none),
+# the number of its rows, '1' if they carry names (a build's) else '0' (a batch's: the names came
+# with the board's entries), then per row its member (which ends with the user id) and, if named,
+# its name.
 # The score moves only to a newer seq; the name to a newer name_version, or an equal one
 # carried by a not-older seq. A pair holds no user the board has removed, and is written only
 # while it is built or being built: a build empties it first, so earlier rows would be thrown
@@ -72,8 +74,8 @@ local function put(board, members, user, member)
   end
   return order
 end
-local n = 3 + 3 * tonumber(ARGV[3])
-for i = 4, n, 3 do
+local n = 4 + 3 * tonumber(ARGV[4])
+for i = 5, n, 3 do
   local user, member, name = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('HGET', KEYS[2], user) ~= 'deleted' then
     local order = put(KEYS[1], KEYS[2], user, member)
@@ -83,7 +85,7 @@ for i = 4, n, 3 do
     end
   end
 end
-local k, i = 4, n + 1
+local k, i = 5, n + 1
 while i <= #ARGV do
   local ttl, named = ARGV[i], ARGV[i + 2] == '1'
   local width = named and 2 or 1
@@ -106,6 +108,7 @@ while i <= #ARGV do
   end
   k, i = k + 4, last + 1
 end
+for key in string.gmatch(ARGV[3], '[^,]+') do redis.call('ZADD', KEYS[4], key, key) end
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 0
 """
@@ -219,33 +222,36 @@ def decode_entries(flat: Sequence[Any]) -> list[Entry]:
 
 
 class RedisBoard:
-    """The board in three keys under `prefix`, changed only by atomic scripts, and its mark."""
+    """The board in three keys under `prefix`, changed only by atomic scripts, its mark, and the
+    AppliedLog the upsert script keeps beside it."""
 
     def __init__(self, client: Redis, prefix: str, breaker: Breaker | None = None) -> None:
         self._client = client
         self._breaker = breaker or Breaker(cooldown=0.0)
         self._prefix = prefix
         self._mark_key = f"{prefix}mark"
+        self._applied_key = f"{prefix}applied"  # sorted set: change key -> the same key as score
         self._keys = [f"{prefix}board", f"{prefix}members", f"{prefix}names"]
         self._upsert = client.register_script(_UPSERT)
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairRows] = ()) -> None:
-        # A Redis bus publishes from inside the last chunk's script, which also writes the pairs:
-        # one round trip for the three.
+                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> None:
+        # A Redis bus publishes from inside the last chunk's script, which also writes the pairs
+        # and records the applied keys (only once every entry is in): one round trip for all.
         bus = announce if isinstance(announce, RedisBus) else None
-        note = bus.outgoing(message) if bus is not None else ("", "")
+        last = [*(bus.outgoing(message) if bus is not None else ("", "")), ",".join(map(str, applied))]
         chunks = list(_chunks(entries)) or [[]]
         written = [key for rows in pairs for key in pair_keys(self._prefix, rows.board_id, rows.key)]
         pair_args = [arg for rows in pairs for arg in _pair_args(rows)]
+        keys = [*self._keys, self._applied_key]
         try:
             with self._breaker.guard():
                 for number, args in enumerate(chunks, 1):
-                    last = number == len(chunks)
-                    await self._upsert(keys=[*self._keys, *(written if last else ())], args=[
-                        *(note if last else ("", "")), len(args) // 3, *args, *(pair_args if last else ())])
+                    final = number == len(chunks)
+                    await self._upsert(keys=[*keys, *(written if final else ())], args=[
+                        *(last if final else ("", "", "")), len(args) // 3, *args, *(pair_args if final else ())])
         finally:
             if bus is not None:  # after the write, so that a local reader sees it; even if it failed
                 bus.deliver(message)
@@ -284,7 +290,17 @@ class RedisBoard:
 
     async def set_mark(self, mark: int) -> None:
         with self._breaker.guard():
-            await self._client.set(self._mark_key, mark)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(self._mark_key, mark)
+                pipe.zremrangebyscore(self._applied_key, "-inf", f"({mark}")
+                await pipe.execute()
+
+    async def unapplied(self, keys: Sequence[int]) -> list[int]:
+        if not keys:
+            return []
+        with self._breaker.guard():
+            scores = await self._client.zmscore(self._applied_key, [str(key) for key in keys])
+        return [key for key, score in zip(keys, scores, strict=True) if score is None]
 
 
 class RedisLease:
@@ -399,10 +415,11 @@ async def connect(url: str, prefix: str) -> AsyncIterator[Live]:
     breaker = Breaker(cooldown=_COOLDOWN)
     from app.live.redis_pairs import RedisPairs  # it builds on this module's scripts and encoding
 
+    board = RedisBoard(client, prefix, breaker)
     live = Live(
-        board=RedisBoard(client, prefix, breaker), bus=RedisBus(client, prefix, breaker),
-        lease=RedisLease(client, prefix, breaker), pairs=RedisPairs(client, prefix, breaker),
-        redis=client, guard=breaker.guard, status=lambda: breaker.status,
+        board=board, bus=RedisBus(client, prefix, breaker), lease=RedisLease(client, prefix, breaker),
+        pairs=RedisPairs(client, prefix, breaker), applied=board, redis=client, guard=breaker.guard,
+        status=lambda: breaker.status,
         watch=lambda: _watch(client, breaker), prefix=prefix,
     )
     try:

@@ -75,6 +75,13 @@ class ChangeFeed(Protocol):
         """Up to `limit` users changed at or after key `since`, in (key, user id) order after `after`;
         deleted users included (their `deleted` is set)."""
 
+    async def change_keys(self, since: int, limit: int) -> list[int]:
+        """Up to `limit` distinct keys at or after `since` that some user's row holds, ascending
+        (without reading the rows: the repair asks the read model which ones it lacks)."""
+
+    async def changes_of(self, keys: Sequence[int], after: tuple[int, str], limit: int) -> list[Change]:
+        """As `changes`, for the users whose key is one of `keys`."""
+
 
 class BoardStore(Protocol):
     """Boards and the scores of their (board, period key) pairs; main's `all` is the Store's."""

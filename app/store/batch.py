@@ -22,6 +22,7 @@ class UserState(NamedTuple):
     score: int
     deleted: bool
     display_name: str | None
+    name_version: int = 0
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Plan:
     batch: Sequence[Increment]
     applied: list[tuple[int, int]] = field(default_factory=list)  # (batch index, score after)
     finals: dict[str, int] = field(default_factory=dict)  # user -> score after the batch
-    names: dict[str, str | None] = field(default_factory=dict)
+    states: dict[str, UserState] = field(default_factory=dict)  # of the users it changes, as read
     _outcomes: dict[int, Outcome] = field(default_factory=dict)
     _replays: dict[int, int] = field(default_factory=dict)  # index -> index of its first use in the batch
 
@@ -42,14 +43,18 @@ class Plan:
                 [inc.action for inc, _ in rows], [inc.delta for inc, _ in rows],
                 [score for _, score in rows], [inc.caller for inc, _ in rows])
 
-    def results(self, event_ids: Sequence[int]) -> list[Outcome]:
-        """Every increment's outcome, given the ids of the applied events in order."""
+    def results(self, event_ids: Sequence[int], change_keys: Mapping[str, int] | None = None) -> list[Outcome]:
+        """Every increment's outcome, given the ids of the applied events in order and, when
+        known, the change-feed key the transaction gave each changed user's row."""
         outcomes = dict(self._outcomes)
+        keys = change_keys or {}
         for (index, score), seq in zip(self.applied, event_ids, strict=True):
             inc = self.batch[index]
+            state = self.states[inc.user_id]
             outcomes[index] = IncrementResult(
                 user_id=inc.user_id, action_id=inc.action_id, action=inc.action, delta=inc.delta,
-                new_score=score, applied=True, seq=seq, display_name=self.names.get(inc.user_id),
+                new_score=score, applied=True, seq=seq, display_name=state.display_name,
+                name_version=state.name_version, change_key=keys.get(inc.user_id),
             )
         for index, first in self._replays.items():
             earlier = outcomes[first]
@@ -78,7 +83,7 @@ def plan(batch: Sequence[Increment], users: Mapping[str, UserState],
                 result._outcomes[index] = exc
                 continue
             scores[inc.user_id] = result.finals[inc.user_id] = score
-            result.names[inc.user_id] = users[inc.user_id].display_name
+            result.states[inc.user_id] = users[inc.user_id]
             result.applied.append((index, score))
             claimed[inc.action_id] = index
     return result

@@ -49,6 +49,8 @@ CLEAR_FLAG = "UPDATE user_flags SET cleared_at = now() WHERE user_id = %s AND cl
 # Every transaction below the oldest one still running has ended: its changes are visible.
 HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 CHANGES = q.changes("changed_xid")
+CHANGE_KEYS = q.change_keys("changed_xid")
+CHANGES_OF = q.changes_of("changed_xid", "changed_xid = ANY(%s::bigint[])")
 
 
 async def _rollback(conn: Any, cur: Any) -> None:
@@ -136,6 +138,7 @@ class PostgresStore(PostgresBoards):
                 if len(found) < len(action_ids):  # one statement: all of it, or none of it, was ours
                     raise ServiceUnavailable(
                         f"database connection lost before the batch took effect: {type(exc).__name__}") from exc
+                # the change key stays unknown: the read model's repair reads these users' rows
                 written, replays = {a: once.Written(*found[a][:3]) for a in action_ids}, {}
                 pairs = None  # the board rows it wrote are unknown: their read models are rebuilt
         return with_pairs(once.outcomes(batch, {**recorded, **replays}, written), pairs)
@@ -144,7 +147,7 @@ class PostgresStore(PostgresBoards):
                             now: datetime) -> list[Outcome]:
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
             try:
-                planned, seqs = await pb.lock_and_plan(cur, batch, recorded)
+                planned, seqs, key = await pb.lock_and_plan(cur, batch, recorded)
                 if not planned.applied:  # every increment refused: nothing to write
                     await cur.execute("ROLLBACK")
                     return planned.results([])
@@ -155,7 +158,7 @@ class PostgresStore(PostgresBoards):
             await self._write(conn, cur, pb.write_params(planned, ids, now), planned, ids)
         # This rare path (an actionId twice in the batch, a 64-bit overflow) does not return the
         # board rows it wrote: the pairs' read models are rebuilt from the database instead.
-        return with_pairs(planned.results(ids), None)
+        return with_pairs(planned.results(ids, dict.fromkeys(planned.finals, key)), None)
 
     async def _write(self, conn: Any, cur: Any, params: tuple[Any, ...], planned: Plan, ids: list[int]) -> None:
         try:
@@ -274,4 +277,14 @@ class PostgresStore(PostgresBoards):
     async def changes(self, since: int, after: tuple[int, str], limit: int) -> list[Change]:
         async with self._cursor() as cur:
             await cur.execute(CHANGES, (since, *after, limit))
+            return [q.change(row) for row in await cur.fetchall()]
+
+    async def change_keys(self, since: int, limit: int) -> list[int]:
+        async with self._cursor() as cur:
+            await cur.execute(CHANGE_KEYS, (since, limit))
+            return [int(row[0]) for row in await cur.fetchall()]
+
+    async def changes_of(self, keys: Sequence[int], after: tuple[int, str], limit: int) -> list[Change]:
+        async with self._cursor() as cur:
+            await cur.execute(CHANGES_OF, (list(keys), *after, limit))
             return [q.change(row) for row in await cur.fetchall()]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.domain import Increment, IncrementResult
 from app.store import board_queries as bq
@@ -16,13 +16,15 @@ from app.store.batch import Plan, UserState, plan
 
 # Users are created and locked in user_id order, so two batches never wait on each other in a cycle.
 # The same round trip reserves one event id per increment from the one sequence, in batch order,
-# so ties rank by who reached the score first.
+# so ties rank by who reached the score first. The transaction's id is the change-feed key its
+# writes give the users' rows (the trigger of sql/postgres/0003_changes.sql writes the same value).
 LOCK_USERS = """
     BEGIN;
     INSERT INTO users (user_id) SELECT u FROM unnest(%s::text[]) AS u ORDER BY u
     ON CONFLICT (user_id) DO NOTHING;
-    SELECT user_id, score, deleted_at IS NOT NULL, display_name,
-           (SELECT array_agg(nextval('score_seq') ORDER BY g) FROM generate_series(1, %s) AS g)
+    SELECT user_id, score, deleted_at IS NOT NULL, display_name, name_version,
+           (SELECT array_agg(nextval('score_seq') ORDER BY g) FROM generate_series(1, %s) AS g),
+           pg_current_xact_id()::text::bigint
     FROM users WHERE user_id = ANY(%s::text[]) ORDER BY user_id FOR UPDATE"""
 # Events and scores, then COMMIT, in one round trip. An actionId that another transaction committed
 # meanwhile fails the INSERT (unique_violation) before COMMIT runs: the caller rolls back and
@@ -53,14 +55,23 @@ class Raced(Exception):
         self.action_ids = action_ids
 
 
-async def lock_and_plan(cur: Any, batch: Sequence[Increment],
-                        recorded: dict[str, IncrementResult]) -> tuple[Plan, list[int]]:
+class Locked(NamedTuple):
+    """A planned batch inside its open transaction: the event ids reserved, the transaction's id."""
+
+    plan: Plan
+    ids: list[int]
+    change_key: int
+
+
+async def lock_and_plan(cur: Any, batch: Sequence[Increment], recorded: dict[str, IncrementResult]) -> Locked:
     """BEGIN, create unknown users at 0, lock every user of the batch, reserve event ids, plan."""
     users = sorted({inc.user_id for inc in batch if inc.action_id not in recorded})
     await cur.execute(LOCK_USERS, (users, len(batch), users))
     rows = await cur.fetchall()
-    states = {row[0]: UserState(int(row[1]), row[2], row[3]) for row in rows}
-    return plan(batch, states, recorded), [int(seq) for seq in rows[0][4]] if rows else []
+    states = {row[0]: UserState(int(row[1]), row[2], row[3], int(row[4])) for row in rows}
+    if not rows:
+        return Locked(plan(batch, states, recorded), [], 0)
+    return Locked(plan(batch, states, recorded), [int(seq) for seq in rows[0][5]], int(rows[0][6]))
 
 
 def write_params(planned: Plan, ids: list[int], now: datetime) -> tuple[Any, ...]:

@@ -6,7 +6,8 @@ aiopg connections are autocommit, so one statement is its own transaction, commi
 answers. Users are upserted with their batch totals (the row lock of the upsert serialises
 concurrent batches per user, in user_id order, so no cycle), events inserted with ids reserved in
 batch order (ties rank by who reached the score first) and each event's score after it derived
-from the user's new total. A deleted user's increments return no row (410). Two cases fail the
+from the user's new total; it answers with the transaction's id, the change-feed key of the users'
+rows it wrote. A deleted user's increments return no row (410). Two cases fail the
 whole statement, and then nothing is written: an actionId another transaction committed meanwhile
 (unique_violation: the caller replays it) and a score outside 64 bits (the caller falls back to
 the step-by-step plan, which refuses only the overflowing increment).
@@ -41,7 +42,7 @@ AT_ONCE = """
         INSERT INTO users (user_id, score, seq) SELECT u, d, last FROM totals ORDER BY u
         ON CONFLICT (user_id) DO UPDATE SET score = users.score + EXCLUDED.score, seq = EXCLUDED.seq
         WHERE users.deleted_at IS NULL
-        RETURNING user_id, score, display_name),
+        RETURNING user_id, score, display_name, name_version),
     ev AS (
         INSERT INTO score_events (id, action_id, user_id, action, delta, score_after, caller)
         SELECT ids.id, req.a, req.u, req.act, req.d,
@@ -51,12 +52,13 @@ AT_ONCE = """
         FROM req JOIN ids USING (n) JOIN up ON up.user_id = req.u ORDER BY req.n
         RETURNING action_id, id, score_after, user_id),{pairs},
     board_rows AS ({board_upsert})
-    SELECT ev.action_id, ev.id, ev.score_after, up.display_name, NULL, NULL, NULL
+    SELECT ev.action_id, ev.id, ev.score_after, up.display_name, NULL, NULL, NULL,
+           up.name_version, pg_current_xact_id()::text::bigint
     FROM ev JOIN up USING (user_id)
     UNION ALL
-    SELECT action_id, id, score_after, NULL, user_id, action, delta FROM rec
+    SELECT action_id, id, score_after, NULL, user_id, action, delta, NULL, NULL FROM rec
     UNION ALL
-    SELECT board_id, seq, score, period_key, user_id, NULL, NULL FROM board_rows""".format(
+    SELECT board_id, seq, score, period_key, user_id, NULL, NULL, NULL, NULL FROM board_rows""".format(
     pairs=bq.PAIRS, board_upsert=bq.UPSERT_SCORES.format(
         source="(SELECT ids.id, req.u, req.act, req.d FROM req JOIN ids USING (n) JOIN up ON up.user_id = req.u) AS e"))
 
@@ -67,6 +69,8 @@ class Written(NamedTuple):
     seq: int
     score_after: int
     display_name: str | None
+    name_version: int = 0
+    change_key: int | None = None  # the transaction's id (the users' rows' change-feed key)
 
 
 def read(rows: Sequence[Sequence[Any]]) -> tuple[dict[str, Written], dict[str, IncrementResult], list[PairScore]]:
@@ -75,7 +79,7 @@ def read(rows: Sequence[Sequence[Any]]) -> tuple[dict[str, Written], dict[str, I
     written, recorded, pairs = {}, {}, []
     for row in rows:
         if row[4] is None:
-            written[row[0]] = Written(int(row[1]), int(row[2]), row[3])
+            written[row[0]] = Written(int(row[1]), int(row[2]), row[3], int(row[7]), int(row[8]))
         elif row[6] is None:
             pairs.append(bq.pair_score((row[0], row[3], row[4], row[2], row[1])))
         else:
@@ -107,7 +111,8 @@ def outcomes(batch: Sequence[Increment], recorded: Mapping[str, IncrementResult]
         elif row is not None:
             results.append(IncrementResult(
                 user_id=inc.user_id, action_id=inc.action_id, action=inc.action, delta=inc.delta,
-                new_score=row.score_after, applied=True, seq=row.seq, display_name=row.display_name))
+                new_score=row.score_after, applied=True, seq=row.seq, display_name=row.display_name,
+                name_version=row.name_version, change_key=row.change_key))
         else:
             results.append(UserDeleted(f"user {inc.user_id!r} was deleted"))
     return results

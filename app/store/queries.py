@@ -43,6 +43,21 @@ def changes(key_column: str) -> str:
     WHERE {key_column} >= %s AND ({key_column}, user_id) > (%s, %s)
     ORDER BY {key_column}, user_id LIMIT %s"""
 
+def change_keys(key_column: str) -> str:
+    """The distinct keys from `since` on, ascending: an index-only scan of users_changes."""
+    return f"""
+    SELECT DISTINCT {key_column} FROM users WHERE {key_column} >= %s ORDER BY {key_column} LIMIT %s"""
+
+
+def changes_of(key_column: str, among: str) -> str:
+    """Keyset page of the rows whose key is among the given ones (`among`: the dialect's test
+    of the key against one array parameter), after the last (key, user) read."""
+    return f"""
+    SELECT {ENTRY_COLUMNS}, deleted_at IS NOT NULL, {key_column} FROM users
+    WHERE {among} AND ({key_column}, user_id) > (%s, %s)
+    ORDER BY {key_column}, user_id LIMIT %s"""
+
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +20,10 @@ from app.store.sqlite_boards import SqliteBoards
 
 NEXT_SEQ = "UPDATE score_seq SET value = value + 1 RETURNING value"
 TAKE_SEQS = "UPDATE score_seq SET value = value + ? RETURNING value"
-USER_STATES = "SELECT user_id, score, deleted_at IS NOT NULL, display_name FROM users WHERE user_id IN ({})"
+USER_STATES = """
+    SELECT user_id, score, deleted_at IS NOT NULL, display_name, name_version FROM users WHERE user_id IN ({})"""
+# After a batch's writes: the change-feed key each changed user's row ended with.
+CHANGE_KEYS_OF = "SELECT user_id, changed_seq FROM users WHERE user_id IN ({})"
 RECORDED_MANY = """
     SELECT user_id, action_id, action, delta, score_after, id
     FROM score_events WHERE action_id IN ({})"""
@@ -46,6 +50,8 @@ def _sql(statement: str) -> str:
 
 
 CHANGES = _sql(q.changes("changed_seq"))
+CHANGE_KEYS = _sql(q.change_keys("changed_seq"))
+CHANGES_OF = _sql(q.changes_of("changed_seq", "changed_seq IN (SELECT value FROM json_each(%s))"))
 
 
 @asynccontextmanager
@@ -108,12 +114,13 @@ class SqliteStore(SqliteBoards):
             ids = await self._write(planned, states)
             applied = [planned.batch[index] for index, _ in planned.applied]
             pairs = await self._write_boards(list(zip(ids, applied, strict=True)), now or datetime.now(UTC))
-            return with_pairs(planned.results(ids), pairs)
+            keys = await self._select(CHANGE_KEYS_OF, sorted(planned.finals))
+            return with_pairs(planned.results(ids, {row[0]: int(row[1]) for row in keys}), pairs)
 
     async def _user_states(self, user_ids: set[str]) -> dict[str, UserState]:
         """Every user's state, after creating the unknown ones at 0 (in sorted order, one seq each)."""
         found = await self._select(USER_STATES, sorted(user_ids))
-        states = {row[0]: UserState(int(row[1]), bool(row[2]), row[3]) for row in found}
+        states = {row[0]: UserState(int(row[1]), bool(row[2]), row[3], int(row[4])) for row in found}
         unknown = sorted(user_ids - states.keys())
         if unknown:
             first = await self._take_seqs(len(unknown))
@@ -221,4 +228,14 @@ class SqliteStore(SqliteBoards):
     async def changes(self, since: int, after: tuple[int, str], limit: int) -> list[Change]:
         async with self._session():
             async with self._conn.execute(CHANGES, (since, *after, limit)) as cursor:
+                return [q.change(row) for row in await cursor.fetchall()]
+
+    async def change_keys(self, since: int, limit: int) -> list[int]:
+        async with self._session():
+            async with self._conn.execute(CHANGE_KEYS, (since, limit)) as cursor:
+                return [int(row[0]) for row in await cursor.fetchall()]
+
+    async def changes_of(self, keys: Sequence[int], after: tuple[int, str], limit: int) -> list[Change]:
+        async with self._session():
+            async with self._conn.execute(CHANGES_OF, (json.dumps(list(keys)), *after, limit)) as cursor:
                 return [q.change(row) for row in await cursor.fetchall()]
