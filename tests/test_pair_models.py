@@ -228,3 +228,19 @@ async def test_a_failed_board_write_makes_the_pairs_fall_back(client: Client, cl
         await app[LIVE].pairs.top("b", "all", 10, clock().timestamp())
     await _built(client, "b", "all")
     await _same_as_the_database(client, "b", "all", ["u1", "u2"])
+
+
+async def test_a_transaction_nobody_applied_makes_the_pairs_fall_back(client: Client, clock: FakeClock) -> None:
+    await _inc(client, "u1")
+    await _built(client, "b", "all")
+    app = client.app
+    await app[RECONCILER].reconcile()  # nothing unapplied: the pairs stay trusted
+    assert [e.user_id for e in await app[LIVE].pairs.top("b", "all", 10, clock().timestamp())] == ["u1"]
+    # Another process committed a batch and died before its read-model write: this one saw no failure.
+    await app[STORE].apply_increments([Increment("u2", uuid.uuid4().hex, "complete", 10, "t")], clock())
+    assert app[LIVE].freshness.trusted
+    await app[RECONCILER].reconcile()  # finds the transaction in no upsert's record
+    with pytest.raises(ReadModelIncomplete):
+        await app[LIVE].pairs.top("b", "all", 10, clock().timestamp())
+    await _built(client, "b", "all")
+    await _same_as_the_database(client, "b", "all", ["u1", "u2"])
