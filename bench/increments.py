@@ -4,7 +4,7 @@ The service runs as the Procfile starts it (gunicorn, aiohttp worker, `--workers
 limits raised out of the way; wrk posts a new actionId each time over 100,000 seeded users. The
 anchor is pgbench running the increment's SQL as one transaction per increment (the statements the
 service ran before group commit) against the same schema, at the same concurrency, in the same
-round. Rounds interleave anchor and service; the report gives medians. Run under
+round. Rounds interleave anchor and service, in alternating order; the report gives medians. Run under
 `flock /tmp/scoreboard-bench.lock`.
 """
 from __future__ import annotations
@@ -83,9 +83,14 @@ def run(config: Config) -> dict[str, Any]:
             _wait_read_model(url)
             for number in range(config.rounds):
                 for clients in config.clients:
+                    # The order alternates by round: whichever runs second inherits the first's
+                    # dead rows (autovacuum) and dirty pages (checkpoint).
+                    steps = [lambda c=clients: rows[c]["service"].append(_wrk(url, token, c, config.seconds))]
                     if schema is not None:
-                        rows[clients]["pgbench"].append(_pgbench(settings, schema, clients, config.seconds))
-                    rows[clients]["service"].append(_wrk(url, token, clients, config.seconds))
+                        steps.insert(number % 2, lambda c=clients: rows[c]["pgbench"].append(
+                            _pgbench(settings, schema, c, config.seconds)))
+                    for step in steps:
+                        step()
                     print(f"bench: round {number + 1} c{clients}: {_brief(rows[clients])}", file=sys.stderr)
     return {"store": config.store, "workers": config.workers, "rounds": config.rounds, "seconds": config.seconds,
             "concurrency": {str(c): _summary(r) for c, r in rows.items()}}
