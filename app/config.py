@@ -60,7 +60,7 @@ class Settings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     open_files: int = 0  # the soft RLIMIT_NOFILE after start raised it (0: not read)
     reconcile_interval: float = 2.0  # a pass reads only what changed: cheap enough to run often
-    batch_window: float = 0.002  # group commit: how long increments wait for others to share a transaction
+    batch_window: float = 0.001  # group commit: how long increments wait for others to share a transaction
     batch_max: int = 128  # ... and how many share one at most
     log_format: str | None = None  # None: text on a terminal, JSON otherwise
     shutdown_timeout: float = 10.0

@@ -27,7 +27,7 @@ from app.store import Store
 from app.store.batch import Outcome
 
 log = logging.getLogger(__name__)
-BATCHES_IN_FLIGHT = 2  # batches committing at once: one gathers while the other waits on the database
+BATCHES_IN_FLIGHT = 4  # batches committing at once: later ones gather while earlier ones wait on the database
 ADMISSIONS_IN_FLIGHT = 4  # rate-limit checks on their way to Redis at once; more arrivals wait and join one
 
 
@@ -49,7 +49,7 @@ class _Request(NamedTuple):
 class Scoreboard:
     def __init__(
         self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int],
-        moderation: Moderation, freshness: Freshness | None = None, batch_window: float = 0.002,
+        moderation: Moderation, freshness: Freshness | None = None, batch_window: float = 0.001,
         batch_max: int = 128, clock: Clock = system_clock, pairs: Pairs | None = None,
     ) -> None:
         self._store = store
