@@ -37,6 +37,10 @@ class Hub:
         self.snapshot = Snapshot.of([])
         self.snapshot_frame = self.snapshot.sse("snapshot")
         self._read_seconds = 0.0  # how long the last read took: the next one starts that much early
+        # Reads are spaced by the interval too, changed or not: a push (and with it the push's
+        # spacing) follows only a read that found a change, and under steady increments that
+        # leave the top 10 as it is, every batch's message would otherwise cost a read.
+        self._read_started = float("-inf")
         # Counters for the metrics, read at scrape time.
         self.pushes = 0
         self.build_seconds = 0.0  # spent encoding pushes
@@ -69,7 +73,8 @@ class Hub:
         return True
 
     async def run(self) -> None:
-        """Forever: wait for a change, read, push, never two pushes closer than the interval.
+        """Forever: wait for a change, read, push, never two pushes closer than the interval (nor
+        two reads closer than the interval less the read-ahead).
 
         The read starts early by the last read's duration, so that under continuous change
         the pushes come every interval (from the start of one push to the start of the
@@ -77,7 +82,7 @@ class Hub:
         """
         async with self._bus.subscribe() as messages:
             async for _ in messages:
-                await until(self.streams.last_push + self._interval - self._read_ahead())
+                await until(max(self.streams.last_push, self._read_started) + self._interval - self._read_ahead())
                 # Behind a pass still being written, every step of the read would wait for a
                 # slice of it (at 10,000 streams, tens of milliseconds each): read once it is out.
                 await self.streams.written()
@@ -95,7 +100,7 @@ class Hub:
         return min(self._interval / 2, 2 * self._read_seconds + READ_MARGIN)
 
     async def _read(self) -> Snapshot:
-        started = time.monotonic()
+        started = self._read_started = time.monotonic()
         snapshot = Snapshot.of(await self._top(TOP_SIZE))
         self._read_seconds = time.monotonic() - started
         self.refreshed_at = time.monotonic()

@@ -86,3 +86,24 @@ async def test_a_board_changed_while_watched_counts_its_new_actions(bus: Bus) ->
             await eventually(lambda: _reads_at_least(reads, "bonus", before + 1))
     finally:
         await hubs.close()
+
+
+async def test_messages_that_leave_a_pair_as_it_is_cost_one_read_per_interval(bus: Bus) -> None:
+    reads = CountedReads()
+    interval = 0.2
+    hubs = BoardHubs(reads, bus, FakeClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC)),
+                     StreamSettings(interval=interval, ping_interval=15.0, send_timeout=1.0))
+    bonus = BoardConfig("bonus", "Bonus", actions=("bonus",))
+    try:
+        async with hubs.watch(bonus, "all"):
+            if isinstance(bus, RedisBus):
+                await eventually(lambda: _reads_at_least(reads, "bonus", 2))
+            before = reads.reads["bonus"]
+            started = asyncio.get_running_loop().time()
+            for _ in range(30):  # a batch's message every 10 ms, the pair's top 10 unchanged
+                await bus.publish(changed(["bonus"]))
+                await asyncio.sleep(0.01)
+            elapsed = asyncio.get_running_loop().time() - started
+            assert 1 <= reads.reads["bonus"] - before <= elapsed / interval + 1
+    finally:
+        await hubs.close()
