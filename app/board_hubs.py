@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from app.boards import BoardConfig
 from app.domain import Entry
 from app.errors import NotFound, ServiceUnavailable
-from app.hub import TOP_SIZE, until
+from app.hub import READ_SPACING, TOP_SIZE, until
 from app.live import Bus, actions_of
 from app.periods import Clock, period_end, period_key
 from app.snapshot import Snapshot
@@ -61,7 +61,7 @@ class PairHub:
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.current = False  # True once the first read is in: `snapshot` is the pair's state
         self.reads = 0  # of the pair's top 10, for the metrics and the tests
-        self._read_started = float("-inf")  # monotonic: when the last read after a change began
+        self._read_started = float("-inf")  # monotonic: the last read's start (see READ_SPACING)
         self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self.streams.keep_alive())]
 
     async def ready(self) -> None:
@@ -136,8 +136,7 @@ class PairHub:
         return any(board.counts(action) for action in actions)
 
     async def _refresh(self) -> None:
-        # Spaced from the last read too: a read that finds no change makes no push to space from.
-        await until(max(self.streams.last_push, self._read_started) + self._interval)
+        await until(max(self.streams.last_push + self._interval, self._read_started + self._interval * READ_SPACING))
         self._read_started = time.monotonic()
         snapshot = await self._read(self.key)
         if snapshot.version != self.snapshot.version:
