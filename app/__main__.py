@@ -13,7 +13,7 @@ from aiohttp import web
 from app.auth.tokens import mint_token
 from app.config import ConfigError, Settings
 from app.ops import logs
-from app.ops.heap import freeze_after_start
+from app.ops.heap import tuned_for_serving
 from app.store.migrations import migrate
 from app.tools import demo
 from app.web import create_app
@@ -49,7 +49,7 @@ def serve(settings: Settings) -> None:
     if settings.web_concurrency > 1:
         log.warning("WEB_CONCURRENCY=%d: python -m app serves one process; the Procfile's gunicorn runs workers",
                     settings.web_concurrency)
-    web.run_app(freeze_after_start(create_app(_with_secret(settings))), host=settings.host, port=settings.port,
+    web.run_app(tuned_for_serving(create_app(_with_secret(settings))), host=settings.host, port=settings.port,
                 shutdown_timeout=settings.shutdown_timeout, access_log=None)
 
 

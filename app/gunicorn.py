@@ -8,7 +8,7 @@ from aiohttp import web
 
 from app.config import ConfigError, Settings
 from app.ops import logs
-from app.ops.heap import freeze_after_start
+from app.ops.heap import tuned_for_serving
 from app.web import create_app
 
 WORKER_BOOT_ERROR = 3  # gunicorn's code for "stop the arbiter, do not respawn"
@@ -21,4 +21,4 @@ async def app() -> web.Application:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(WORKER_BOOT_ERROR)
     logs.configure(settings.log_format)
-    return freeze_after_start(create_app(settings))
+    return tuned_for_serving(create_app(settings))
