@@ -79,6 +79,7 @@ class PairHub:
 
     async def _read(self, key: str) -> Snapshot:
         self.reads += 1
+        self._read_started = time.monotonic()
         return pair_snapshot(await self._read_entries(self.board.board_id, key, TOP_SIZE),
                              self.board.board_id, self.period, key)
 
@@ -137,7 +138,6 @@ class PairHub:
 
     async def _refresh(self) -> None:
         await until(max(self.streams.last_push + self._interval, self._read_started + self._interval * READ_SPACING))
-        self._read_started = time.monotonic()
         snapshot = await self._read(self.key)
         if snapshot.version != self.snapshot.version:
             update = Frame.of(snapshot.sse("update", ts=int(time.time() * 1000)))

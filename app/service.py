@@ -49,8 +49,8 @@ class _Request(NamedTuple):
 class Scoreboard:
     def __init__(
         self, store: Store, board: Board, bus: Bus, limiter: RateLimiter, actions: Mapping[str, int],
-        moderation: Moderation, freshness: Freshness | None = None, batch_window: float = 0.001,
-        batch_max: int = 128, clock: Clock = system_clock, pairs: Pairs | None = None,
+        moderation: Moderation, freshness: Freshness | None = None, *, batch_window: float, batch_max: int,
+        clock: Clock = system_clock, pairs: Pairs | None = None,
     ) -> None:
         self._store = store
         self._board = board

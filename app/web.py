@@ -94,7 +94,8 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         limiter = RateLimiter.open(live, settings.rate_limit_user, settings.rate_limit_caller)
         app[LIMITER] = limiter
         scoreboard = Scoreboard(app[STORE], live.board, live.bus, limiter, settings.actions, app[MODERATION],
-                                live.freshness, settings.batch_window, settings.batch_max, app[CLOCK], live.pairs)
+                                live.freshness, batch_window=settings.batch_window, batch_max=settings.batch_max,
+                                clock=app[CLOCK], pairs=live.pairs)
         app[SCOREBOARD] = scoreboard
         streams = StreamRegistry(settings.stream_max, settings.stream_max_per_client, settings.push_interval,
                                  settings.ping_interval, settings.send_timeout)

@@ -85,12 +85,12 @@ def run(config: Config) -> dict[str, Any]:
                 for clients in config.clients:
                     # The order alternates by round: whichever runs second inherits the first's
                     # dead rows (autovacuum) and dirty pages (checkpoint).
-                    steps = [lambda c=clients: rows[c]["service"].append(_wrk(url, token, c, config.seconds))]
-                    if schema is not None:
-                        steps.insert(number % 2, lambda c=clients: rows[c]["pgbench"].append(
-                            _pgbench(settings, schema, c, config.seconds)))
-                    for step in steps:
-                        step()
+                    anchor_first = number % 2 == 0
+                    if schema is not None and anchor_first:
+                        rows[clients]["pgbench"].append(_pgbench(settings, schema, clients, config.seconds))
+                    rows[clients]["service"].append(_wrk(url, token, clients, config.seconds))
+                    if schema is not None and not anchor_first:
+                        rows[clients]["pgbench"].append(_pgbench(settings, schema, clients, config.seconds))
                     print(f"bench: round {number + 1} c{clients}: {_brief(rows[clients])}", file=sys.stderr)
     return {"store": config.store, "workers": config.workers, "rounds": config.rounds, "seconds": config.seconds,
             "concurrency": {str(c): _summary(r) for c, r in rows.items()}}
