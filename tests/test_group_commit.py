@@ -90,6 +90,29 @@ async def test_batcher_answers_each_submitter_and_bounds_the_batch() -> None:
     assert max(sizes) <= 8 and sum(sizes) == 29 and len(sizes) < 29
 
 
+async def test_batcher_gathers_a_trickle_into_one_batch_while_a_slow_flush_runs() -> None:
+    # Flushes take 0.2 s with 4 allowed at once: once one has been timed, a batch started while
+    # another runs waits 0.05 s after the previous start, so items arriving 5 ms apart in that
+    # time share one batch instead of taking the free slots one by one.
+    sizes: list[int] = []
+
+    async def flush(items: Any) -> list[int]:
+        sizes.append(len(items))
+        await asyncio.sleep(0.2)
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(flush, window=0.001, max_size=64, concurrency=4)
+    assert await batcher.submit(0) == 0  # times a flush
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0.01)  # the first batch is running
+    trickle = []
+    for item in range(2, 7):
+        trickle.append(asyncio.ensure_future(batcher.submit(item)))
+        await asyncio.sleep(0.005)
+    assert await asyncio.gather(first, *trickle) == [1, 2, 3, 4, 5, 6]
+    assert sizes == [1, 1, 5]
+
+
 async def test_concurrent_mixed_requests_each_get_their_answer(make_client: Any, settings: Settings) -> None:
     # A long window puts the concurrent requests of this test into one batch.
     client = await make_client(replace(settings, batch_window=0.2))
