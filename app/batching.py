@@ -67,7 +67,8 @@ class Batcher(Generic[Item, Answer]):
             task.add_done_callback(self._running.discard)
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
-        started = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             answers: Sequence[Answer | BaseException] = await self._flush([item for item, _ in batch])
         except Exception as exc:  # every submitter of the batch gets the failure
@@ -77,7 +78,7 @@ class Batcher(Generic[Item, Answer]):
                 future.cancel()
             raise
         finally:
-            spacing = min((asyncio.get_running_loop().time() - started) / self._concurrency, MAX_SPACING)
+            spacing = min((loop.time() - started) / self._concurrency, MAX_SPACING)
             self._spacing = spacing if self._spacing is None else self._spacing + 0.2 * (spacing - self._spacing)
             self._free += 1
             if self._pending:  # items that waited for a free slot go next (at the pace above)
