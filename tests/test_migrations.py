@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -29,7 +30,7 @@ def _tables(dialect: str, url: str) -> set[str]:
                                      f"WHERE table_schema = '{schema}'")}
 
 
-def _query(dialect: str, url: str, sql: str) -> list[tuple[object, ...]]:
+def _query(dialect: str, url: str, sql: str) -> list[tuple[Any, ...]]:
     """The rows of one statement (committed), in the migrated schema."""
     if dialect == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
