@@ -53,11 +53,12 @@ class Increment:
 
 @dataclass(frozen=True, slots=True)
 class PairScore:
-    """A user's score on one (board, period key) as a batch left it (names stay main's)."""
+    """A user's score on one (board, period key) as a batch left it (names stay main's); without
+    an entry, a pair the batch changed whose rows the store held back (nobody watched it here)."""
 
     board_id: str
     key: str
-    entry: Entry
+    entry: Entry | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +78,9 @@ class IncrementResult:
     # ChangeFeed); None when unknown (a replay, a commit whose answer was lost): the repair reads it.
     name_version: int = field(default=0, compare=False)
     change_key: int | None = field(default=None, compare=False)
-    # An applied increment's user's scores on every (board, period key) its batch wrote; None when
-    # the store could not say (the pairs' read models are then rebuilt). Not part of equality.
+    # An applied increment's user's scores on every watched (board, period key) its batch wrote, and
+    # the other pairs the batch wrote, held back; None when the store could not say (the pairs'
+    # read models are then rebuilt). Not part of equality.
     pairs: tuple[PairScore, ...] | None = field(default=(), compare=False)
 
     @property

@@ -61,17 +61,22 @@ class PairBuilds:
 
 
 def pair_writes(results: list[IncrementResult], now: datetime) -> tuple[list[PairRows], bool]:
-    """The pairs' read-model rows of a batch's applied results (each user's newest per pair), and
-    whether some result could not say which pairs it changed."""
+    """The pairs' read-model rows of a batch's applied results (each user's newest per pair; no
+    rows for a pair held back), and whether some result could not say which pairs it changed."""
     newest: dict[tuple[str, str], dict[str, Entry]] = {}
+    held: dict[tuple[str, str], None] = {}
     unknown = False
     for result in results:
         if result.pairs is None:
             unknown = True
         for pair in result.pairs or ():
+            if pair.entry is None:
+                held[(pair.board_id, pair.key)] = None
+                continue
             rows = newest.setdefault((pair.board_id, pair.key), {})
             old = rows.get(pair.entry.user_id)
             if old is None or pair.entry.seq > old.seq:
                 rows[pair.entry.user_id] = pair.entry
-    return [PairRows(board_id, key, list(rows.values()), *key_expiry(key, now))
-            for (board_id, key), rows in newest.items()], unknown
+    return [*(PairRows(board_id, key, list(rows.values()), *key_expiry(key, now))
+              for (board_id, key), rows in newest.items()),
+            *(PairRows(board_id, key, None, *key_expiry(key, now)) for board_id, key in held)], unknown

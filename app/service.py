@@ -18,10 +18,10 @@ from typing import NamedTuple
 from app.batching import Batcher
 from app.domain import Entry, Increment, IncrementResult, Standing
 from app.errors import AppError, IdempotencyConflict, NotFound
-from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable, Pairs, changed
+from app.live import CHANGED, Board, Bus, Freshness, LiveUnavailable, PairRows, Pairs, changed
 from app.moderation import Moderation
 from app.pair_builds import pair_writes
-from app.periods import Clock, system_clock
+from app.periods import Clock, key_expiry, system_clock
 from app.ratelimit import Admission, Quota, RateLimiter
 from app.store import Store
 from app.store.batch import Outcome
@@ -163,7 +163,7 @@ class Scoreboard:
         if not batch:
             return []
         try:
-            return await self._store.apply_increments(batch, self._clock())
+            return await self._store.apply_increments(batch, self._clock(), self._board.watched())
         except AppError as exc:  # nothing of the batch was written (or its fate is unknown)
             return [exc] * len(batch)
 
@@ -186,9 +186,13 @@ class Scoreboard:
         # A batch's applied results hold every row its transaction changed: recording its change
         # keys as applied spares the reconciler reading them again.
         keys = {r.change_key for r in results if r.change_key is not None}
+        message = changed(r.action for r in results)
         try:
-            await self._board.upsert(newest.values(), announce=self._bus,
-                                     message=changed(r.action for r in results), pairs=pairs, applied=keys)
+            held = await self._board.upsert(newest.values(), announce=self._bus, message=message,
+                                            pairs=pairs, applied=keys)
+            if held:  # watched since the batch began (a build here or elsewhere): read their rows
+                await self._board.upsert([], announce=self._bus, message=message,
+                                         pairs=await self._pair_rows(held, list(newest)))
             if unknown and self._pairs is not None:  # the store could not say which pairs changed
                 await self._pairs.forget()
         except LiveUnavailable as exc:
@@ -199,6 +203,11 @@ class Scoreboard:
         except Exception:  # a bug: the callers have their answers already; the reconciler repairs the board
             self._freshness.write_failed()
             log.exception("read model or bus not updated after commit")
+
+    async def _pair_rows(self, pairs: list[tuple[str, str]], user_ids: list[str]) -> list[PairRows]:
+        now = self._clock()
+        return [PairRows(board_id, key, await self._store.board_entries(board_id, key, user_ids),
+                         *key_expiry(key, now)) for board_id, key in pairs]
 
     async def save_user(self, user_id: str, display_name: str) -> Standing:
         entry = await self._store.save_user(user_id, display_name)
@@ -230,7 +239,7 @@ class Scoreboard:
             raise NotFound(f"no user {user_id!r}")
         return standing
 
-    async def _changed(self, board_write: Awaitable[None]) -> None:
+    async def _changed(self, board_write: Awaitable[object]) -> None:
         """After a commit: update the read model, then tell every process to look again.
 
         Each step may fail alone: with Redis down, the bus still tells this process's hub.

@@ -110,6 +110,26 @@ async def test_a_batch_counts_each_users_points_per_pair(database: Database) -> 
     assert _ranking(await database.board_ranked("wins", "2026-11-25", 0, 10)) == [("u1", 50), ("u2", 25)]
 
 
+async def test_a_batch_returns_the_watched_pairs_rows_and_names_the_others_once(database: Database) -> None:
+    await database.save_board(BoardConfig("b", "B", None, ("all", "daily")))
+    await database.save_user("u2", "Two")
+    await _apply(database, "gone")
+    assert await database.delete_user("gone")
+    batch = [Increment("u1", "a1", "complete", 10, "g"), Increment("u2", "a2", "complete", 5, "g"),
+             Increment("u1", "a3", "complete", 1, "g")]
+    outcomes = await database.apply_increments(batch, NOW, watched={("b", "all"), ("b", "elsewhere")})
+    watched = [(p.board_id, p.key, p.entry.user_id, p.entry.score) for o in outcomes
+               for p in getattr(o, "pairs", ()) if p.entry is not None]
+    held = {(p.board_id, p.key) for o in outcomes for p in getattr(o, "pairs", ()) if p.entry is None}
+    assert sorted(set(watched)) == [("b", "all", "u1", 11), ("b", "all", "u2", 5)]
+    assert held == {("b", "2026-11-25")}  # every applied result names it: the batch changed it
+    assert all(len([p for p in o.pairs if p.entry is None]) == 1 for o in outcomes)  # type: ignore[union-attr]
+    # What a process reads back when the pair turns out to be watched: the rows as committed
+    found = await database.board_entries("b", "2026-11-25", ["u1", "u2", "gone", "nobody"])
+    assert sorted((e.user_id, e.display_name, e.score) for e in found) == [("u1", None, 11), ("u2", "Two", 5)]
+    assert await database.board_entries("b", "2026-11-25", []) == []
+
+
 async def test_a_board_change_applies_to_later_increments_only(database: Database) -> None:
     await _apply(database, "u1", delta=10)
     await database.save_board(BoardConfig("b", "B", None, ("all",)))

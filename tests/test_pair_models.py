@@ -17,7 +17,7 @@ from app.domain import Entry, Increment
 from app.http.keys import BOARDS, LIVE, RECONCILER, SCOREBOARD, STORE
 from app.live import Live, PairRows, Pairs, ReadModelIncomplete, open_live
 from app.web import create_app
-from tests.conftest import auth, eventually
+from tests.conftest import BASE_SETTINGS, PostgresSchema, auth, eventually
 from tests.services import require_redis
 from tests.test_boards_api import FakeClock
 from tests.test_live_contract import _drop_keys
@@ -66,6 +66,21 @@ async def test_a_pair_answers_only_once_built_and_ranks_as_the_board(live: Live)
     assert await live.pairs.standing("b", "all", "nobody", 1, NOW) is None
     with pytest.raises(ReadModelIncomplete):  # another pair of the board is its own model
         await live.pairs.top("b", "2026-11-25", 10, NOW)
+
+
+async def test_rows_held_back_are_asked_for_only_by_a_watched_pair(live: Live) -> None:
+    def held(board_id: str, key: str = "all") -> PairRows:
+        return PairRows(board_id, key, None, None, None)
+
+    assert await live.board.upsert([], pairs=[held("b"), w("a", 1, 1, "c")]) == []
+    assert set(live.board.watched()) == set()
+    token = await live.pairs.start_build("b", "all")  # by any process
+    assert await live.board.upsert([], pairs=[held("b"), held("c")]) == [("b", "all")]
+    assert set(live.board.watched()) == {("b", "all")}
+    await live.board.upsert([], pairs=[w("a", 3, 2)])  # what the caller then sends
+    assert await live.pairs.finish_build("b", "all", token, None, None)
+    assert await ids(live.pairs) == ["a"]
+    assert await live.board.upsert([], pairs=[w("z", 1, 3), held("c")]) == []  # a pair with its rows asks nothing
 
 
 async def test_forgetting_stops_trust_and_a_build_started_before_is_not_marked(live: Live) -> None:
@@ -244,3 +259,22 @@ async def test_a_transaction_nobody_applied_makes_the_pairs_fall_back(client: Cl
         await app[LIVE].pairs.top("b", "all", 10, clock().timestamp())
     await _built(client, "b", "all")
     await _same_as_the_database(client, "b", "all", ["u1", "u2"])
+
+
+async def test_a_pair_another_process_builds_takes_this_processs_writes(
+        aiohttp_client: Any, postgres_schema: PostgresSchema, redis_prefix: str, clock: FakeClock) -> None:
+    settings = replace_actions(replace(BASE_SETTINGS, database_url=postgres_schema.url,
+                                       redis_url=require_redis(), redis_prefix=redis_prefix))
+    builder: Client = await aiohttp_client(create_app(settings, clock))
+    writer: Client = await aiohttp_client(create_app(settings, clock))  # another process, same storage
+    response = await builder.put("/boards/b", headers=auth("boards:write"), json={"title": "b", "periods": ["all"]})
+    assert response.status == 200
+    await _inc(writer, "u1")
+    await writer.app[SCOREBOARD].announced()
+    await _built(builder, "b", "all")
+    assert ("b", "all") not in writer.app[LIVE].board.watched()  # its store holds the pair's rows back
+    await _inc(writer, "u2")
+    await _inc(writer, "u1")
+    await writer.app[SCOREBOARD].announced()
+    assert ("b", "all") in writer.app[LIVE].board.watched()
+    await _same_as_the_database(builder, "b", "all", ["u1", "u2"])

@@ -55,11 +55,12 @@ class ReadModelIncomplete(LiveUnavailable):
 
 class PairRows(NamedTuple):
     """Users' scores on one (board, period key) for its read model, and when that model expires:
-    `expires` in epoch seconds of the service's clock and `ttl` seconds from now (None: never)."""
+    `expires` in epoch seconds of the service's clock and `ttl` seconds from now (None: never).
+    No entries: the batch changed the pair but the store held its rows back (not watched here)."""
 
     board_id: str
     key: str
-    entries: Sequence[Entry]
+    entries: Sequence[Entry] | None
     expires: float | None
     ttl: int | None
 
@@ -71,14 +72,21 @@ class Board(Protocol):
     """
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> None:
+                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> list[tuple[str, str]]:
         """Record each entry unless the board holds a newer `seq` (the name: a newer name_version),
         and each pair's rows in its read model by the same rule (names are the board's;
         a removed user stays out); then publish `message` on `announce` (in the same round trip
         when all live in one Redis). This process's subscribers hear it even when the upsert fails.
 
         `applied`: change-feed keys whose every changed row is among the entries; they join the
-        AppliedLog atomically with the entries (only if every entry was written)."""
+        AppliedLog atomically with the entries (only if every entry was written).
+
+        Returns the pairs sent without rows that are watched after all (built, or being built, by
+        some process): the caller sends their rows."""
+
+    def watched(self) -> Collection[tuple[str, str]]:
+        """The pairs whose read models took rows at their last write from this process (or exist,
+        in one process): a batch's store returns their rows, and holds the others' back."""
 
     async def remove(self, user_id: str) -> None:
         """Drop the user for good: later upserts for them are ignored (deletion is final); every

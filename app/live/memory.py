@@ -30,12 +30,16 @@ class MemoryBoard:
         self.pairs = MemoryPairs(self)
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> None:
+                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> list[tuple[str, str]]:
         self.upsert_now(entries)
-        self.pairs.write(pairs)
+        wanted = self.pairs.write(pairs)
         self._applied.update(applied)
         if announce is not None:
             await announce.publish(message)
+        return wanted
+
+    def watched(self) -> frozenset[tuple[str, str]]:
+        return self.pairs.watched()
 
     def upsert_now(self, entries: Iterable[Entry]) -> None:
         for entry in entries:

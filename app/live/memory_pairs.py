@@ -33,13 +33,23 @@ class MemoryPairs:
         self._generation = 0  # forgetting every pair at once
         self._boards: dict[str, int] = {}  # forgetting one board's pairs
 
-    def write(self, pairs: Iterable[PairRows]) -> None:
+    def write(self, pairs: Iterable[PairRows]) -> list[Pair]:
         """Called by main's upsert: each pair's rows into its board, a removed user left out, if
-        the pair is built or being built (a build starts empty: earlier rows would be dropped)."""
+        the pair is watched (a build starts empty: earlier rows would be dropped); the held-back
+        pairs that are watched."""
+        wanted = []
         for rows in pairs:
             pair = (rows.board_id, rows.key)
             if pair in self._marks or pair in self._building:
-                self._pair(pair).upsert_now(rows.entries)
+                if rows.entries is None:
+                    wanted.append(pair)
+                else:
+                    self._pair(pair).upsert_now(rows.entries)
+        return wanted
+
+    def watched(self) -> frozenset[Pair]:
+        """The pairs built or being built."""
+        return frozenset(self._marks.keys() | self._building.keys())
 
     async def top(self, board_id: str, key: str, limit: int, now: float) -> list[Entry]:
         return self._named(await self._trusted((board_id, key), now).top(limit))

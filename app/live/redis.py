@@ -53,13 +53,13 @@ end
 # ARGV: a channel ('' for none) and the message to publish on it once the entries are in, the
 # change keys to record as applied (comma-separated, '' for none), the number of board entries,
 # then user, member, name per board entry (the name as stored), then per pair: ttl ('' for none),
-# the number of its rows, '1' if they carry names (a build's) else '0' (a batch's: the names came
-# with the board's entries), then per row its member (which ends with the user id) and, if named,
-# its name.
+# the number of its rows (-1: held back, none sent), '1' if they carry names (a build's) else '0'
+# (a batch's: the names came with the board's entries), then per row its member (which ends with
+# the user id) and, if named, its name. Returns per pair 1 if it is watched, else 0.
 # The score moves only to a newer seq; the name to a newer name_version, or an equal one
 # carried by a not-older seq. A pair holds no user the board has removed, and is written only
-# while it is built or being built: a build empties it first, so earlier rows would be thrown
-# away (an unread pair costs two EXISTS per batch, not a write per row).
+# while it is watched (built or being built): a build empties it first, so earlier rows would
+# be thrown away (an unread pair costs two EXISTS per batch, not a write per row).
 _UPSERT = _SEQ_CMP + """
 local function version(name)
   return tonumber(string.match(name or '', '^(%d+)[+-]')) or -1
@@ -85,12 +85,14 @@ for i = 5, n, 3 do
     end
   end
 end
-local k, i = 5, n + 1
+local k, i, watched = 5, n + 1, {}
 while i <= #ARGV do
-  local ttl, named = ARGV[i], ARGV[i + 2] == '1'
+  local ttl, count, named = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1'
   local width = named and 2 or 1
-  local last = i + 2 + width * tonumber(ARGV[i + 1])
-  if redis.call('EXISTS', KEYS[k + 2], KEYS[k + 3]) > 0 then
+  local last = i + 2 + width * math.max(count, 0)
+  local live = redis.call('EXISTS', KEYS[k + 2], KEYS[k + 3]) > 0
+  table.insert(watched, live and 1 or 0)
+  if live and count >= 0 then
     for j = i + 3, last, width do
       local member = ARGV[j]
       local user = string.sub(member, 33)
@@ -110,7 +112,7 @@ while i <= #ARGV do
 end
 for key in string.gmatch(ARGV[3], '[^,]+') do redis.call('ZADD', KEYS[4], key, key) end
 if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
-return 0
+return watched
 """
 # KEYS: lease; ARGV: token, milliseconds. Extends the lease only for its holder.
 _EXTEND = """
@@ -173,8 +175,12 @@ def _args(entry: Entry) -> tuple[str, str, str]:
 
 
 def _pair_args(rows: PairRows) -> Iterator[str | int]:
+    ttl = "" if rows.ttl is None else rows.ttl
+    if rows.entries is None:
+        yield from (ttl, -1, 0)
+        return
     named = any(entry.name_version > 0 or entry.display_name is not None for entry in rows.entries)
-    yield from ("" if rows.ttl is None else rows.ttl, len(rows.entries), int(named))
+    yield from (ttl, len(rows.entries), int(named))
     for entry in rows.entries:  # a batch's rows: one argument each (packing dominates a batch's call)
         _, member, name = _args(entry)
         yield from (member, name) if named else (member,)
@@ -232,12 +238,13 @@ class RedisBoard:
         self._mark_key = f"{prefix}mark"
         self._applied_key = f"{prefix}applied"  # sorted set: change key -> the same key as score
         self._keys = [f"{prefix}board", f"{prefix}members", f"{prefix}names"]
+        self._watched: set[tuple[str, str]] = set()  # as the last upsert of each pair found it
         self._upsert = client.register_script(_UPSERT)
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
 
     async def upsert(self, entries: Iterable[Entry], announce: Bus | None = None, message: str = CHANGED,
-                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> None:
+                     pairs: Sequence[PairRows] = (), applied: Collection[int] = ()) -> list[tuple[str, str]]:
         # A Redis bus publishes from inside the last chunk's script, which also writes the pairs
         # and records the applied keys (only once every entry is in): one round trip for all.
         bus = announce if isinstance(announce, RedisBus) else None
@@ -246,17 +253,35 @@ class RedisBoard:
         written = [key for rows in pairs for key in pair_keys(self._prefix, rows.board_id, rows.key)]
         pair_args = [arg for rows in pairs for arg in _pair_args(rows)]
         keys = [*self._keys, self._applied_key]
+        watched: list[int] = []
         try:
             with self._breaker.guard():
                 for number, args in enumerate(chunks, 1):
                     final = number == len(chunks)
-                    await self._upsert(keys=[*keys, *(written if final else ())], args=[
+                    watched = await self._upsert(keys=[*keys, *(written if final else ())], args=[
                         *(last if final else ("", "", "")), len(args) // 3, *args, *(pair_args if final else ())])
         finally:
             if bus is not None:  # after the write, so that a local reader sees it; even if it failed
                 bus.deliver(message)
         if announce is not None and bus is None:
             await announce.publish(message)
+        return self._learn(pairs, watched)
+
+    def _learn(self, pairs: Sequence[PairRows], watched: Sequence[int]) -> list[tuple[str, str]]:
+        """Remember which pairs are watched; the held-back ones that are, to send their rows."""
+        wanted = []
+        for rows, flag in zip(pairs, watched, strict=True):
+            pair = (rows.board_id, rows.key)
+            if int(flag):
+                self._watched.add(pair)
+                if rows.entries is None:
+                    wanted.append(pair)
+            else:
+                self._watched.discard(pair)
+        return wanted
+
+    def watched(self) -> frozenset[tuple[str, str]]:
+        return frozenset(self._watched)
 
     async def remove(self, user_id: str) -> None:
         with self._breaker.guard():

@@ -17,13 +17,20 @@ from app.store.batch import Outcome
 
 
 class Store(Protocol):
-    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None) -> list[Outcome]:
+    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None,
+                               watched: Collection[tuple[str, str]] = ()) -> list[Outcome]:
         """Commit a batch in one transaction, each increment with its own outcome: applied, or a
         replay (applied=False) of a recorded or earlier-in-batch actionId, or the error that refused
         it alone. Raises ServiceUnavailable only when nothing of the batch was written.
 
         The same transaction adds the applied points to every board and period that counts
-        them, with the boards as it reads them and the period keys of `now` (default: now)."""
+        them, with the boards as it reads them and the period keys of `now` (default: now). The
+        applied results carry the rows it left on the `watched` (board, period key) pairs, and
+        each other pair it changed held back (see IncrementResult.pairs)."""
+
+    async def board_entries(self, board_id: str, key: str, user_ids: Sequence[str]) -> list[Entry]:
+        """The live users' rows among `user_ids` on one (board, period key), in no order: the rows
+        of a pair a batch held back that turned out to be watched."""
 
     async def recorded(self, action_ids: Collection[str]) -> dict[str, IncrementResult]:
         """The recorded results of those actionIds that were ever applied."""

@@ -90,9 +90,14 @@ def plan(batch: Sequence[Increment], users: Mapping[str, UserState],
 
 
 def with_pairs(outcomes: list[Outcome], pairs: Sequence[PairScore] | None) -> list[Outcome]:
-    """The applied results, each with its user's pair scores (None: the store could not say)."""
+    """The applied results, each with its user's pair scores and every pair held back (None: the
+    store could not say)."""
     by_user: dict[str, list[PairScore]] = {}
+    held: list[PairScore] = []
     for pair in pairs or ():
-        by_user.setdefault(pair.entry.user_id, []).append(pair)
-    return [dataclasses.replace(o, pairs=None if pairs is None else tuple(by_user.get(o.user_id, ())))
+        if pair.entry is None:
+            held.append(pair)
+        else:
+            by_user.setdefault(pair.entry.user_id, []).append(pair)
+    return [dataclasses.replace(o, pairs=None if pairs is None else (*by_user.get(o.user_id, ()), *held))
             if isinstance(o, IncrementResult) and o.applied else o for o in outcomes]

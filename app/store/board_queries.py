@@ -7,7 +7,7 @@ committed after it, in every process, and an injected clock decides the period.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from app.boards import BoardConfig
@@ -23,6 +23,9 @@ _ENTRY = """
 # The index board_scores_rank serves both: the rank order of one (board, period key).
 BOARD_RANKED = _ENTRY + " ORDER BY s.score DESC, s.seq ASC LIMIT %s OFFSET %s"
 BOARD_USER = _ENTRY + " AND s.user_id = %s"
+# Some users' rows of one (board, period key): the user ids as an array, or a JSON array in SQLite.
+POSTGRES_BOARD_USERS = _ENTRY + " AND s.user_id = ANY (%s)"
+SQLITE_BOARD_USERS = _ENTRY + " AND s.user_id IN (SELECT value FROM json_each(%s))"
 BOARD_AHEAD = """
     SELECT count(*) FROM board_scores AS s JOIN users AS u ON u.user_id = s.user_id
     WHERE s.board_id = %s AND s.period_key = %s AND u.deleted_at IS NULL
@@ -85,3 +88,10 @@ def board(row: Sequence[Any]) -> BoardConfig:
 def pair_score(row: Sequence[Any]) -> PairScore:
     """A (board, period key, user, score, seq) row."""
     return PairScore(row[0], row[1], Entry(row[2], None, int(row[3]), int(row[4])))
+
+
+def watched_only(rows: Sequence[PairScore], watched: Collection[tuple[str, str]]) -> list[PairScore]:
+    """The rows of the watched pairs, and each other pair once, held back (without an entry)."""
+    kept = [row for row in rows if (row.board_id, row.key) in watched]
+    held = dict.fromkeys((row.board_id, row.key) for row in rows if (row.board_id, row.key) not in watched)
+    return kept + [PairScore(board_id, key, None) for board_id, key in held]

@@ -106,14 +106,15 @@ class PostgresStore(PostgresBoards):
             else:
                 yield cur
 
-    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None) -> list[Outcome]:
+    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None,
+                               watched: Collection[tuple[str, str]] = ()) -> list[Outcome]:
         recorded: dict[str, IncrementResult] = {}
         at_once, now = True, now or datetime.now(UTC)
         for _ in range(RETRIES):
             try:
                 work = once.work(batch, recorded) if at_once else None
                 if work is not None:
-                    return await self._at_once(batch, recorded, work, now)
+                    return await self._at_once(batch, recorded, work, now, watched)
                 return await self._group_commit(batch, recorded, now)
             except psycopg2.errors.NumericValueOutOfRange:
                 at_once = False  # a score would leave 64 bits: the plan refuses only that increment
@@ -124,12 +125,12 @@ class PostgresStore(PostgresBoards):
         raise ServiceUnavailable("the batch kept conflicting with concurrent writers; nothing was written")
 
     async def _at_once(self, batch: Sequence[Increment], recorded: dict[str, IncrementResult],
-                       work: list[Increment], now: datetime) -> list[Outcome]:
+                       work: list[Increment], now: datetime, watched: Collection[tuple[str, str]]) -> list[Outcome]:
         """The batch in one statement, so one round trip and one transaction (see postgres_once)."""
         action_ids = [inc.action_id for inc in work]
         async with _reachable(), self._pool.acquire() as conn, conn.cursor() as cur:
             try:
-                await cur.execute(once.AT_ONCE, once.params(work, now))
+                await cur.execute(once.AT_ONCE, once.params(work, now, watched))
                 written, replays, pairs = once.read(await cur.fetchall())
             except psycopg2.errors.UniqueViolation:
                 raise pb.Raced(action_ids) from None

@@ -1,6 +1,7 @@
 """PostgreSQL: boards and the reads of their (board, period key) scores (mixed into PostgresStore)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,11 @@ class PostgresBoards:
     async def board_ranked(self, board_id: str, key: str, offset: int, limit: int) -> list[Entry]:
         async with self._cursor() as cur:
             await cur.execute(bq.BOARD_RANKED, (board_id, key, limit, offset))
+            return [q.entry(row) for row in await cur.fetchall()]
+
+    async def board_entries(self, board_id: str, key: str, user_ids: Sequence[str]) -> list[Entry]:
+        async with self._cursor() as cur:
+            await cur.execute(bq.POSTGRES_BOARD_USERS, (board_id, key, list(user_ids)))
             return [q.entry(row) for row in await cur.fetchall()]
 
     async def board_standing(self, board_id: str, key: str, user_id: str, around: int) -> Standing | None:

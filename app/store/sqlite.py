@@ -104,7 +104,8 @@ class SqliteStore(SqliteBoards):
     async def _next_seq(self) -> int:
         return int((await self._one(NEXT_SEQ, ()))[0])
 
-    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None) -> list[Outcome]:
+    async def apply_increments(self, batch: Sequence[Increment], now: datetime | None = None,
+                               watched: Collection[tuple[str, str]] = ()) -> list[Outcome]:
         # One BEGIN IMMEDIATE per batch; transactions are serialised, so every check here is exact.
         async with self._session(transaction=True):
             recorded = await self._recorded({inc.action_id for inc in batch})
@@ -113,7 +114,7 @@ class SqliteStore(SqliteBoards):
             planned = plan(batch, states, recorded)
             ids = await self._write(planned, states)
             applied = [planned.batch[index] for index, _ in planned.applied]
-            pairs = await self._write_boards(list(zip(ids, applied, strict=True)), now or datetime.now(UTC))
+            pairs = await self._write_boards(list(zip(ids, applied, strict=True)), now or datetime.now(UTC), watched)
             keys = await self._select(CHANGE_KEYS_OF, sorted(planned.finals))
             return with_pairs(planned.results(ids, {row[0]: int(row[1]) for row in keys}), pairs)
 

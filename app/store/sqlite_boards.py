@@ -6,7 +6,7 @@ BEGIN IMMEDIATE, from the boards read in that same transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -47,13 +47,15 @@ class SqliteBoards:
         async with self._conn.execute(bq.BOARDS) as cursor:
             return [bq.board(row) for row in await cursor.fetchall()]
 
-    async def _write_boards(self, events: Sequence[tuple[int, Increment]], now: datetime) -> list[PairScore]:
-        """Inside the batch's transaction: add the applied events' points to every pair; the rows left."""
+    async def _write_boards(self, events: Sequence[tuple[int, Increment]], now: datetime,
+                            watched: Collection[tuple[str, str]]) -> list[PairScore]:
+        """Inside the batch's transaction: add the applied events' points to every pair; the rows
+        left on the watched pairs, the other pairs held back."""
         rows = board_rows(await self._all_boards(), events, now) if events else []
         if not rows:  # none on a service with only main's all period
             return []
         async with self._conn.execute(bq.SQLITE_UPSERT, (json.dumps(rows),)) as cursor:
-            return [bq.pair_score(row) for row in await cursor.fetchall()]
+            return bq.watched_only([bq.pair_score(row) for row in await cursor.fetchall()], watched)
 
     async def boards(self) -> list[BoardConfig]:
         async with self._session():
@@ -75,6 +77,11 @@ class SqliteBoards:
     async def board_ranked(self, board_id: str, key: str, offset: int, limit: int) -> list[Entry]:
         async with self._session():
             return [q.entry(row) async for row in self._rows(bq.BOARD_RANKED, (board_id, key, limit, offset))]
+
+    async def board_entries(self, board_id: str, key: str, user_ids: Sequence[str]) -> list[Entry]:
+        async with self._session():
+            return [q.entry(row) async for row in self._rows(
+                bq.SQLITE_BOARD_USERS, (board_id, key, json.dumps(list(user_ids))))]
 
     async def board_standing(self, board_id: str, key: str, user_id: str, around: int) -> Standing | None:
         async with self._session():
