@@ -7,6 +7,8 @@ with the periods `all`, `daily` and `weekly`, every action counting, so each inc
 8 board_scores rows besides the user's. Per round and concurrency wrk posts new actionIds to
 each in turn (the order alternates between rounds); cost ratio = anchor req/s ÷ boards req/s of
 the same round, medians over the rounds. Run under `flock /tmp/scoreboard-bench.lock`.
+Nobody reads a pair by default, so their rows stay in the database; `--watched` reads each pair
+once first, so that every batch also returns its rows and writes all 8 read models in Redis.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import contextlib
 import sqlite3
 import statistics
 import sys
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,20 +47,26 @@ def _configure(settings: Settings, schema: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _service(store: str, boards: bool) -> Iterator[tuple[str, str]]:
-    """(url, token) of a running service on a fresh, seeded database; with the 9 pairs if `boards`."""
+def _service(store: str, boards: bool, watched: bool = False) -> Iterator[tuple[str, str]]:
+    """(url, token) of a running service on a fresh, seeded database; with the 9 pairs if `boards`,
+    each read once first (so its read model is built and every batch writes it) if `watched`."""
     with inc._database(store) as (settings, schema):
         if boards:
             _configure(settings, schema)
         with inc._server(settings, 1) as url:
             token = mint_token(settings, sub="bench", scopes="scores:write", ttl=3600)
+            if watched:
+                for board in ("main", *EXTRA_BOARDS):
+                    for period in PERIODS:
+                        with urllib.request.urlopen(f"{url}/boards/{board}/top?period={period}", timeout=10):
+                            pass
             inc._wrk(url, token, 8, 2)  # warm up
             yield url, token
 
 
-def run(store: str, clients: tuple[int, ...], seconds: float, rounds: int) -> dict[str, Any]:
+def run(store: str, clients: tuple[int, ...], seconds: float, rounds: int, watched: bool = False) -> dict[str, Any]:
     rows: dict[int, dict[str, list[dict[str, Any]]]] = {c: {"one": [], "nine": []} for c in clients}
-    with _service(store, False) as one, _service(store, True) as nine:
+    with _service(store, False) as one, _service(store, True, watched) as nine:
         for number in range(rounds):
             for c in clients:
                 order = (("one", one), ("nine", nine)) if number % 2 == 0 else (("nine", nine), ("one", one))
@@ -65,7 +74,7 @@ def run(store: str, clients: tuple[int, ...], seconds: float, rounds: int) -> di
                     rows[c][name].append(inc._wrk(url, token, c, seconds))
                 print(f"bench: round {number + 1} c{c}: one board {rows[c]['one'][-1]['rps']:.0f} req/s, "
                       f"3x3 {rows[c]['nine'][-1]['rps']:.0f} req/s", file=sys.stderr)
-    return {"store": store, "rounds": rounds, "seconds": seconds,
+    return {"store": store, "rounds": rounds, "seconds": seconds, "watched": watched,
             "concurrency": {str(c): _summary(row) for c, row in rows.items()}}
 
 
@@ -100,9 +109,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--name", default="boards")
+    parser.add_argument("--watched", action="store_true",
+                        help="read every pair once first: each batch then also writes all 9 read models")
     args = parser.parse_args(argv)
     clients = tuple(int(c) for c in args.clients.split(","))
-    results = [run(store, clients, args.seconds, args.rounds) for store in args.store or ["postgres"]]
+    results = [run(store, clients, args.seconds, args.rounds, args.watched) for store in args.store or ["postgres"]]
     print(table(results))
     print(f"\nwritten: {inc.write(results, args.name)}")
     return 0
